@@ -1,0 +1,62 @@
+"""A tiny world for training tests: 32 synthetic Shapes3D images at 32x32, a 2-step VQ-VAE,
+and a gin config with minimal widths, made once per test session."""
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+TINY_SHARED = """
+make_synthetic_shapes3d.size = 32
+make_synthetic_shapes3d.factor_sizes = [2, 2, 2, 1, 2, 2]
+get_args.name = 'synthetic_shapes3d'
+get_args.data_dir = '{data}'
+get_args.batch_size = 8
+get_args.hidden = 16
+get_args.k = 8
+get_args.shape_num = 64
+get_args.vqvae_path = '{vqvae}'
+get_args.concepts_num = 4
+get_args.lr = 1e-3
+get_args.num_epochs = 2
+get_args.log_interval = 1
+get_args.save_interval = 1000
+get_args.evaluate_at_end = False
+get_args.eval_interval = 0
+VCT_Encoder.depth = 2
+VCT_Encoder.latent_dim = 16
+VCT_Encoder.cross_dim_head = 8
+VCT_Encoder.latent_heads = 2
+VCT_Encoder.latent_dim_head = 8
+VCT_Decoder.depth = 1
+VCT_Decoder.dim = 16
+VCT_Decoder.latent_dim = 16
+VCT_Decoder.cross_dim_head = 8
+VCT_Decoder.latent_heads = 2
+VCT_Decoder.latent_dim_head = 8
+"""
+
+
+@pytest.fixture(scope="session")
+def tiny_world(tmp_path_factory):
+    """{'config': path of a tiny *_ce.gin, 'data': data dir, 'vqvae': VQ-VAE checkpoint}."""
+    from training.cli import load_gin
+    from training.runs import VQVAE_EXPORT_NAME, train_vqvae
+
+    base = tmp_path_factory.mktemp("tiny_world")
+    data = base / "data"
+    vqvae = base / "vqvae" / VQVAE_EXPORT_NAME
+    config = base / "tiny_ce.gin"
+    config.write_text(TINY_SHARED.format(data=data, vqvae=vqvae))
+    load_gin([config])  # the synthetic data's size and grid come from the config
+    train_vqvae("synthetic_shapes3d", data, vqvae.parent, hidden=16, k=8, epochs=1,
+                batch_size=8, max_steps=16, device="cpu", log_interval=1)
+    return {"config": config, "data": data, "vqvae": vqvae, "base": base}
+
+
+def run_script(*args, timeout=300, env=None):
+    """Run a python script of the project in a subprocess; returns CompletedProcess."""
+    return subprocess.run([sys.executable, *map(str, args)], cwd=ROOT, capture_output=True,
+                          text=True, timeout=timeout, env=env)

@@ -1,0 +1,218 @@
+"""The one training loop every entry script runs.
+
+It owns: device and distributed set-up (torchrun -> DistributedDataParallel, gloo on CPU,
+nccl on CUDA), the deterministic batch order, bf16 autocast, the optimiser step, logging
+(tqdm, tensorboard, scalars.jsonl), periodic hooks (evaluation, image grids) and atomic,
+resumable checkpoints. What is optimised comes in as an objective module (objectives.py).
+"""
+import contextlib
+import dataclasses
+import json
+import os
+import time
+from pathlib import Path
+from typing import Callable, Optional
+
+import torch
+from tqdm import tqdm
+
+from training import checkpoint as ckpt
+from training.data import StepBatchSampler, make_loader
+from training.run_log import RunLog
+
+
+@dataclasses.dataclass
+class DistInfo:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self):
+        return self.rank == 0
+
+    @property
+    def enabled(self):
+        return self.world_size > 1
+
+
+def init_distributed(device: torch.device):
+    """Join the process group torchrun describes in the environment (if any). Returns the
+    DistInfo and the device this process uses (cuda:LOCAL_RANK under torchrun on CUDA)."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size <= 1:
+        return DistInfo(), device
+    rank = int(os.environ["RANK"])
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if device.type == "cuda":
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+    if not torch.distributed.is_initialized():
+        torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return DistInfo(rank, world_size, local_rank), device
+
+
+@dataclasses.dataclass
+class Hook:
+    """``fn(step)`` run on rank 0 every ``interval`` steps and after the last step."""
+    interval: Optional[int]
+    fn: Callable[[int], None]
+    at_end: bool = True
+
+
+@dataclasses.dataclass
+class LoopSettings:
+    total_steps: int
+    log_interval: int = 10
+    save_interval: int = 5000
+    keep_checkpoints: int = 3
+    precision: str = "fp32"
+    num_workers: int = 0
+    batch_size: int = 32
+    seed: int = 0
+
+
+class Trainer:
+    def __init__(self, objective, optimizer, batches, run_dir: Path, device, settings: LoopSettings,
+                 dist: DistInfo = DistInfo(), scheduler=None, checkpoint_extra: dict = None,
+                 desc: str = "train"):
+        self.objective = objective.to(device)
+        self.optimizer = optimizer
+        self.scheduler = scheduler
+        self.batches = batches
+        self.run_dir = Path(run_dir)
+        self.device = device
+        self.settings = settings
+        self.dist = dist
+        self.checkpoint_extra = checkpoint_extra or {}
+        self.desc = desc
+        self.hooks = []
+        self.step = 0
+        # All the step's randomness (swap choices, Gumbel noise) comes from this generator,
+        # whose state is checkpointed; each process gets its own stream.
+        self.generator = torch.Generator(device=device)
+        self.generator.manual_seed(settings.seed * 1000 + dist.rank)
+        self.model = objective
+        if dist.enabled:
+            self.model = torch.nn.parallel.DistributedDataParallel(
+                objective, device_ids=[device.index] if device.type == "cuda" else None,
+                broadcast_buffers=False)
+        self.log = None
+
+    # ------------------------------------------------------------------ checkpoints
+    def checkpoint_state(self):
+        state = {
+            "format_version": ckpt.FORMAT_VERSION,
+            "step": self.step,
+            "optimizer_state_dict": self.optimizer.state_dict(),
+            "rng": ckpt.rng_state({"train": self.generator}),
+            **self.objective.model_state(),
+            **self.checkpoint_extra,
+        }
+        if self.scheduler is not None:
+            state["scheduler_state_dict"] = self.scheduler.state_dict()
+        return state
+
+    def save_checkpoint(self):
+        if not self.dist.is_main:
+            return None
+        path = self.run_dir / "checkpoints" / f"checkpoint_{self.step:08d}.pt"
+        ckpt.atomic_torch_save(self.checkpoint_state(), path)
+        ckpt.prune_checkpoints(self.run_dir, self.settings.keep_checkpoints)
+        return path
+
+    def restore(self, path: Path):
+        state = ckpt.load_checkpoint(path, map_location=self.device)
+        if state.get("format_version") != ckpt.FORMAT_VERSION:
+            raise ckpt.UserError(f"{path}: checkpoint format {state.get('format_version')} is not "
+                                 f"{ckpt.FORMAT_VERSION}")
+        self.objective.load_model_state(state, lambda m, sd, what: ckpt.load_model_state(m, sd, what, path))
+        self.optimizer.load_state_dict(state["optimizer_state_dict"])
+        if self.scheduler is not None and "scheduler_state_dict" in state:
+            self.scheduler.load_state_dict(state["scheduler_state_dict"])
+        ckpt.restore_rng_state(state["rng"], {"train": self.generator})
+        self.step = int(state["step"])
+        return state
+
+    # ------------------------------------------------------------------ loop
+    def add_hook(self, interval, fn, at_end=True):
+        self.hooks.append(Hook(interval, fn, at_end))
+
+    def _autocast(self):
+        if self.settings.precision == "bf16":
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def run(self, resume_from: Path = None):
+        s = self.settings
+        if resume_from is not None:
+            self.restore(resume_from)
+        self.log = RunLog(self.run_dir, enabled=self.dist.is_main,
+                          resume_step=self.step if resume_from is not None else None)
+        sampler = StepBatchSampler(len(self.batches), s.batch_size, s.seed, self.step, s.total_steps,
+                                   self.dist.rank, self.dist.world_size)
+        loader = make_loader(self.batches, sampler, s.num_workers, pin_memory=self.device.type == "cuda")
+        self.objective.train()
+        bar = tqdm(total=s.total_steps, initial=self.step, desc=self.desc, dynamic_ncols=True,
+                   disable=not self.dist.is_main, unit="step")
+        window_start, window_images = time.perf_counter(), 0
+        start_step = self.step
+        try:
+            for images, _factors in loader:
+                images = images.to(self.device, non_blocking=True)
+                with self._autocast():
+                    loss, logs = self.model(images, self.generator)
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                self.optimizer.step()
+                if self.scheduler is not None:
+                    self.scheduler.step()
+                self.step += 1
+                window_images += images.shape[0] * self.dist.world_size
+                bar.update(1)
+                if self.step % s.log_interval == 0 or self.step == s.total_steps:
+                    values = {k: v.item() for k, v in logs.items()}  # one sync per log step
+                    elapsed = time.perf_counter() - window_start
+                    values["lr"] = self.optimizer.param_groups[0]["lr"]
+                    values["images_per_s"] = window_images / max(elapsed, 1e-9)
+                    self.log.scalars(self.step, values)
+                    bar.set_postfix({k: f"{v:.3g}" for k, v in values.items() if k != "lr"}, refresh=False)
+                    window_start, window_images = time.perf_counter(), 0
+                if self.step % s.save_interval == 0 and self.step != s.total_steps:
+                    self.save_checkpoint()
+                self._run_hooks(final=self.step == s.total_steps)
+            if self.step > start_step:
+                self.save_checkpoint()
+            if self.dist.enabled:
+                self.check_ranks_in_sync()
+        finally:
+            bar.close()
+            self.log.close()
+        return self.step
+
+    def check_ranks_in_sync(self):
+        """All-gather a checksum of the trained parameters; rank 0 records them in
+        ``distributed_check.json`` and every rank fails loudly if the replicas diverged."""
+        with torch.no_grad():
+            params = [p.detach().double().flatten() for p in self.objective.parameters() if p.requires_grad]
+            flat = torch.cat(params)
+            weights = torch.arange(1, flat.numel() + 1, dtype=torch.float64, device=flat.device)
+            local = torch.stack([flat.sum(), (flat * weights.remainder(9973)).sum()])
+        gathered = [torch.zeros_like(local) for _ in range(self.dist.world_size)]
+        torch.distributed.all_gather(gathered, local)
+        sums = [g.tolist() for g in gathered]
+        if self.dist.is_main:
+            (self.run_dir / "distributed_check.json").write_text(
+                json.dumps({"world_size": self.dist.world_size, "step": self.step, "checksums": sums}))
+        if any(s != sums[0] for s in sums):
+            raise RuntimeError(f"distributed replicas diverged: parameter checksums {sums}")
+
+    def _run_hooks(self, final):
+        if not self.dist.is_main:
+            return
+        for hook in self.hooks:
+            due = hook.interval and self.step % hook.interval == 0
+            if due or (final and hook.at_end):
+                self.objective.eval()
+                hook.fn(self.step)
+                self.objective.train()

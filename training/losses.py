@@ -1,0 +1,50 @@
+"""The concept disentangling loss (spec section 6), written once against the setting interface
+(``detokenize`` / ``retokenize``, see training/settings.py)."""
+import torch
+import torch.nn.functional as F
+
+
+def sample_swaps(batch, num_concepts, generator=None, device=None):
+    """Per sample b: a concept index c_b (uniform) and a partner s_b != b (uniform)."""
+    concept = torch.randint(num_concepts, (batch,), generator=generator, device=device)
+    offset = torch.randint(1, batch, (batch,), generator=generator, device=device)
+    partner = (torch.arange(batch, device=device) + offset) % batch
+    return concept, partner
+
+
+def swap_concepts(concepts, concept, partner):
+    """Copy of ``concepts`` (B, C, D) where concept c_b of sample b comes from sample s_b."""
+    rows = torch.arange(concepts.shape[0], device=concepts.device)
+    swapped = concepts.clone()
+    swapped[rows, concept] = concepts[partner, concept]
+    return swapped
+
+
+def concept_disentangling_loss(encoder, decoder, setting, concepts, generator=None, min_change=1e-3):
+    """CE(normalised per-concept distance between the re-tokenised original and swapped sets,
+    swapped concept index). Returns (loss, number of samples kept).
+
+    Detokenising runs without gradient; only the re-tokenisation by ``encoder`` is trained.
+    The original and swapped sets go through the decoder, the tokenizer and the encoder as one
+    batch: the same numbers as two passes, for half the calls.
+    """
+    batch, num_concepts, _ = concepts.shape
+    if batch < 2:
+        return concepts.new_zeros(()), 0
+    concept, partner = sample_swaps(batch, num_concepts, generator, concepts.device)
+    with torch.no_grad():
+        original = concepts.detach()
+        swapped = swap_concepts(original, concept, partner)
+        rows = torch.arange(batch, device=concepts.device)
+        change = (swapped[rows, concept] - original[rows, concept]).norm(dim=-1)
+        keep = change > min_change
+        kept = int(keep.sum())
+        if kept == 0:
+            return concepts.new_zeros(()), 0
+        both = torch.cat([original[keep], swapped[keep]])
+        images = setting.detokenize(decoder(both), generator)
+        tokens = setting.retokenize(images)
+    retokenised = encoder(tokens)
+    c_org, c_swap = retokenised[:kept], retokenised[kept:]
+    distance = F.normalize((c_org - c_swap).float().norm(dim=-1), dim=1)  # (kept, C)
+    return F.cross_entropy(distance, concept[keep]), kept

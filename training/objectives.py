@@ -1,0 +1,89 @@
+"""What one training step optimises. Each objective is one nn.Module whose ``forward(images,
+generator)`` returns (loss, {name: detached scalar}); the engine (and DistributedDataParallel)
+only ever sees that module."""
+import torch
+from torch import nn
+
+from models.visual_concept_tokenizor import VCT_Decoder, VCT_Encoder
+from models.vqvae import VQ_CVAE
+from training.losses import concept_disentangling_loss
+from training.settings import VQTokenizer
+
+
+class VQVAEObjective(nn.Module):
+    """Trains the VQ-VAE tokenizer: MSE + vq + 0.5 commit (published)."""
+
+    checkpoint_key = "model_state_dict"
+
+    def __init__(self, vqvae: VQ_CVAE):
+        super().__init__()
+        self.vqvae = vqvae
+
+    def forward(self, images, generator=None):
+        recon, z_e, emb, _ = self.vqvae(images)
+        terms = self.vqvae.loss_terms(images, recon, z_e, emb)
+        loss = terms["mse"] + self.vqvae.vq_coef * terms["vq"] + self.vqvae.commit_coef * terms["commit"]
+        return loss, {"loss": loss.detach(), **{k: v.detach() for k, v in terms.items()}}
+
+    def model_state(self):
+        vq = self.vqvae
+        return {"model_state_dict": vq.state_dict(),
+                "model_config": {"d": vq.d, "k": vq.k, "num_channels": vq.encoder[0].in_channels}}
+
+    def load_model_state(self, checkpoint, load):
+        load(self.vqvae, checkpoint["model_state_dict"], "VQ-VAE")
+
+    @torch.no_grad()
+    def reconstruct(self, images):
+        was_training = self.vqvae.training
+        self.vqvae.eval()
+        recon = self.vqvae(images)[0]
+        self.vqvae.train(was_training)
+        return recon
+
+
+class VCTObjective(nn.Module):
+    """im_loss (CE of the decoder's code logits against the VQ code indices) plus the concept
+    disentangling loss, over a frozen tokenizer."""
+
+    def __init__(self, encoder: VCT_Encoder, decoder: VCT_Decoder, setting: VQTokenizer,
+                 dis_loss=True, swap_min_change=1e-3):
+        super().__init__()
+        self.encoder = encoder
+        self.decoder = decoder
+        self.setting = setting
+        self.use_dis_loss = dis_loss
+        self.swap_min_change = swap_min_change
+
+    def forward(self, images, generator=None):
+        tokens, targets = self.setting.tokenize(images)
+        concepts = self.encoder(tokens)
+        im_loss = self.setting.reconstruction_loss(self.decoder(concepts), targets)
+        logs = {"im_loss": im_loss.detach()}
+        loss = im_loss
+        if self.use_dis_loss:
+            dis_loss, kept = concept_disentangling_loss(
+                self.encoder, self.decoder, self.setting, concepts, generator, self.swap_min_change)
+            loss = loss + dis_loss
+            logs["dis_loss"] = dis_loss.detach()
+            logs["swaps_kept"] = torch.tensor(float(kept))
+        logs["loss"] = loss.detach()
+        return loss, logs
+
+    def model_state(self):
+        return {"encoder_model_state_dict": self.encoder.state_dict(),
+                "decoder_model_state_dict": self.decoder.state_dict()}
+
+    def load_model_state(self, checkpoint, load):
+        load(self.encoder, checkpoint["encoder_model_state_dict"], "VCT encoder")
+        load(self.decoder, checkpoint["decoder_model_state_dict"], "VCT decoder")
+
+    @torch.no_grad()
+    def encode_images(self, images):
+        """Images (B, C, H, W) in [-1, 1] -> concept tokens (B, concepts, dim)."""
+        return self.encoder(self.setting.tokenize(images)[0])
+
+    @torch.no_grad()
+    def decode_concepts(self, concepts):
+        """Concept tokens -> images, with the most likely code per token (for pictures)."""
+        return self.setting.codes_to_images(self.decoder(concepts).argmax(dim=-1))

@@ -1,0 +1,70 @@
+"""The run directory's logs: tensorboard scalars and images, and a scalars.jsonl twin that
+tests and scripts can read without tensorboard. Only rank 0 writes."""
+import json
+from pathlib import Path
+
+import torch
+
+
+class RunLog:
+    def __init__(self, run_dir: Path, enabled: bool = True, resume_step: int = None):
+        self.run_dir = Path(run_dir)
+        self.enabled = enabled
+        self._writer = None
+        self.scalars_path = self.run_dir / "scalars.jsonl"
+        if enabled and resume_step is not None:
+            self._truncate_after(resume_step)
+
+    def _truncate_after(self, step):
+        """Drop lines logged after the checkpoint we resume from: they are logged again."""
+        if not self.scalars_path.is_file():
+            return
+        kept = [line for line in self.scalars_path.read_text().splitlines()
+                if line.strip() and json.loads(line).get("step", 0) <= step]
+        self.scalars_path.write_text("".join(line + "\n" for line in kept))
+
+    @property
+    def writer(self):
+        if self._writer is None:
+            from torch.utils.tensorboard import SummaryWriter
+            self._writer = SummaryWriter(str(self.run_dir / "tensorboard"))
+        return self._writer
+
+    def scalars(self, step: int, values: dict, prefix: str = "train"):
+        if not self.enabled:
+            return
+        values = {k: float(v) for k, v in values.items()}
+        for name, value in values.items():
+            self.writer.add_scalar(f"{prefix}/{name}", value, step)
+        with open(self.scalars_path, "a") as f:
+            f.write(json.dumps({"step": step, "split": prefix, **values}) + "\n")
+
+    def image(self, step: int, tag: str, grid: torch.Tensor, path: Path = None):
+        """``grid`` (3, H, W) in [0, 1]; also saved as PNG when ``path`` is given."""
+        if not self.enabled:
+            return
+        self.writer.add_image(tag, grid, step)
+        if path is not None:
+            import torchvision
+            path.parent.mkdir(parents=True, exist_ok=True)
+            torchvision.utils.save_image(grid, str(path))
+
+    def text(self, name: str, content: str):
+        if self.enabled:
+            (self.run_dir / name).write_text(content)
+
+    def close(self):
+        if self._writer is not None:
+            self._writer.close()
+
+
+def read_scalars(run_dir, split="train"):
+    """{step: {name: value}} from a run's scalars.jsonl."""
+    out = {}
+    path = Path(run_dir) / "scalars.jsonl"
+    for line in path.read_text().splitlines():
+        if line.strip():
+            row = json.loads(line)
+            if row.get("split") == split:
+                out[row.pop("step")] = {k: v for k, v in row.items() if k != "split"}
+    return out

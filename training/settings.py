@@ -1,0 +1,63 @@
+"""Image tokenizers as VCT sees them.
+
+The concept disentangling loss needs three things from a setting: ``tokenize(images)`` ->
+(image tokens, reconstruction targets), ``reconstruction_loss(decoder_output, targets)`` and,
+without gradient, ``detokenize(decoder_output, generator)`` -> images followed by
+``retokenize(images)`` -> image tokens. The VQ-VAE setting is below; the mask and CLIP
+settings implement the same four methods.
+"""
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def gumbel_argmax(logits, generator=None):
+    """Index of a hard Gumbel-softmax sample: argmax(logits + Gumbel noise). (The temperature
+    does not change a hard sample's value, and no gradient is taken here.)"""
+    uniform = torch.rand(logits.shape, generator=generator, device=logits.device, dtype=torch.float32)
+    exponential = -torch.log(uniform.clamp_(min=1e-20))
+    gumbel = -torch.log(exponential.clamp_(min=1e-20))
+    return (logits.float() + gumbel).argmax(dim=-1)
+
+
+class VQTokenizer(nn.Module):
+    """A frozen, eval-mode VQ_CVAE: image tokens are the quantised encoder vectors (B, N, d) and
+    the reconstruction targets are their code indices (B, N)."""
+
+    def __init__(self, vqvae):
+        super().__init__()
+        self.vqvae = vqvae.eval()
+        self.vqvae.requires_grad_(False)
+
+    def train(self, mode=True):  # stays frozen and in eval mode inside a training module
+        return super().train(False)
+
+    @property
+    def token_dim(self):
+        return self.vqvae.d
+
+    @property
+    def num_codes(self):
+        return self.vqvae.k
+
+    @torch.no_grad()
+    def tokenize(self, images):
+        return self.vqvae.tokenize(images)
+
+    def reconstruction_loss(self, logits, targets):
+        return F.cross_entropy(logits.transpose(1, 2).float(), targets)
+
+    @torch.no_grad()
+    def detokenize(self, logits, generator=None):
+        """Decoder logits (B, N, k) -> images, through a hard Gumbel sample of the codes."""
+        codes = gumbel_argmax(logits, generator)
+        return self.codes_to_images(codes)
+
+    @torch.no_grad()
+    def codes_to_images(self, codes):
+        tokens = self.vqvae.emb.embed(codes).transpose(1, 2)  # (B, N, d)
+        return self.vqvae.decode_tokens(tokens.to(self.vqvae.emb.weight.dtype))
+
+    @torch.no_grad()
+    def retokenize(self, images):
+        return self.vqvae.tokenize(images)[0]
