@@ -1,0 +1,64 @@
+"""set_dataset_dir.py: rewrites only the path bindings, keeps everything else, idempotent."""
+from pathlib import Path
+
+import set_dataset_dir
+
+CE = ('# Shapes3D, CE tokens\n'
+      'get_args.name = "shapes3d"\n'
+      'get_args.data_dir = "/path/to/your/datasets"  # set with set_dataset_dir.py\r\n'
+      "get_dataset.data_dir = '/old'\n"
+      'get_args.batch_size = 32\n')
+SHARED = ("get_args.vqvae_path = 'checkpoints/shapes3d/vqvae.pt'\n"
+          'get_args.hidden = 256\n'
+          '# get_args.data_dir = "/commented/out"\n')
+TOY = ("get_args.name = 'synthetic_shapes3d'\n"
+       "get_args.data_dir = 'data/toy'\n")
+
+
+def write_configs(folder: Path):
+    folder.mkdir()
+    (folder / "shapes3d_ce.gin").write_bytes(CE.encode())
+    (folder / "shapes3d_shared.gin").write_bytes(SHARED.encode())
+    (folder / "toy_ce.gin").write_bytes(TOY.encode())
+
+
+def read(path: Path) -> str:
+    return path.read_bytes().decode()
+
+
+def test_rewrites_bindings_keeps_other_lines_and_is_idempotent(tmp_path, capsys):
+    configs, data, checkpoints = tmp_path / "configs", tmp_path / "data", tmp_path / "ckpt"
+    write_configs(configs)
+    data.mkdir()
+    checkpoints.mkdir()
+    argv = ["--datasets", str(data), "--checkpoints", str(checkpoints), "--configs", str(configs)]
+    assert set_dataset_dir.main(argv) == 0
+    ce = read(configs / "shapes3d_ce.gin")
+    assert ce == CE.replace("/path/to/your/datasets", str(data)).replace("'/old'", f"'{data}'")
+    assert read(configs / "shapes3d_shared.gin") == SHARED.replace(
+        "checkpoints/shapes3d/vqvae.pt", str(checkpoints / "shapes3d" / "vqvae.pt"))
+    assert read(configs / "toy_ce.gin") == TOY  # synthetic data stays out of the user's folder
+    out = capsys.readouterr().out
+    assert "shapes3d_ce.gin:3: get_args.data_dir: '/path/to/your/datasets' ->" in out
+    assert "toy_ce.gin: synthetic data" in out and "3 binding(s) changed" in out
+    assert set_dataset_dir.main(argv) == 0
+    assert "0 binding(s) changed" in capsys.readouterr().out
+    assert read(configs / "shapes3d_ce.gin") == ce
+
+
+def test_a_checkpoint_file_is_written_as_given(tmp_path):
+    configs, checkpoint = tmp_path / "configs", tmp_path / "my_vqvae.pth"
+    write_configs(configs)
+    checkpoint.write_bytes(b"")
+    assert set_dataset_dir.main(["--checkpoints", str(checkpoint), "--configs", str(configs)]) == 0
+    assert read(configs / "shapes3d_shared.gin").startswith(f"get_args.vqvae_path = '{checkpoint}'\n")
+    assert read(configs / "shapes3d_ce.gin") == CE
+
+
+def test_refuses_a_path_that_does_not_exist(tmp_path, capsys):
+    configs = tmp_path / "configs"
+    write_configs(configs)
+    assert set_dataset_dir.main(["--datasets", str(tmp_path / "missing"), "--configs", str(configs)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--datasets path does not exist" in err and "missing" in err
+    assert read(configs / "shapes3d_ce.gin") == CE
