@@ -6,9 +6,21 @@ without gradient, ``detokenize(decoder_output, generator)`` -> images followed b
 ``retokenize(images)`` -> image tokens. The VQ-VAE setting is below; the mask and CLIP
 settings implement the same four methods.
 """
+import functools
+
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+
+def full_precision(method):
+    """Run a frozen-tokenizer method in fp32 even under bf16 autocast: code indices (the CE
+    targets) must not depend on the training precision."""
+    @functools.wraps(method)
+    def wrapper(self, x, *args, **kwargs):
+        with torch.autocast(x.device.type, enabled=False):
+            return method(self, x.float(), *args, **kwargs)
+    return wrapper
 
 
 def gumbel_argmax(logits, generator=None):
@@ -41,6 +53,7 @@ class VQTokenizer(nn.Module):
         return self.vqvae.k
 
     @torch.no_grad()
+    @full_precision
     def tokenize(self, images):
         return self.vqvae.tokenize(images)
 
@@ -48,6 +61,7 @@ class VQTokenizer(nn.Module):
         return F.cross_entropy(logits.transpose(1, 2).float(), targets)
 
     @torch.no_grad()
+    @full_precision
     def detokenize(self, logits, generator=None):
         """Decoder logits (B, N, k) -> images, through a hard Gumbel sample of the codes."""
         codes = gumbel_argmax(logits, generator)
@@ -55,9 +69,11 @@ class VQTokenizer(nn.Module):
 
     @torch.no_grad()
     def codes_to_images(self, codes):
-        tokens = self.vqvae.emb.embed(codes).transpose(1, 2)  # (B, N, d)
-        return self.vqvae.decode_tokens(tokens.to(self.vqvae.emb.weight.dtype))
+        with torch.autocast(codes.device.type, enabled=False):
+            tokens = self.vqvae.emb.embed(codes).transpose(1, 2)  # (B, N, d)
+            return self.vqvae.decode_tokens(tokens)
 
     @torch.no_grad()
+    @full_precision
     def retokenize(self, images):
         return self.vqvae.tokenize(images)[0]
