@@ -33,7 +33,6 @@ def test_readme_main_job_runs_end_to_end_when_shortened(tmp_path):
         "--gin_bindings", f"get_args.data_dir = '{tmp_path / 'data'}'",
         "--gin_bindings", f"get_args.vqvae_path = '{tmp_path / 'vqvae' / 'vqvae.pt'}'",
         "--gin_bindings", "get_args.vqvae_max_steps = 3",
-        "--gin_bindings", "evaluation.num_fit = 64",
         "--gin_bindings", "beta_vae_sklearn.num_train = 8",
         "--gin_bindings", "beta_vae_sklearn.num_eval = 4",
         "--gin_bindings", "factor_vae_score.num_train = 8",
