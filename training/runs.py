@@ -42,9 +42,10 @@ def fixed_batch(batches, count, seed=0):
     return batches[np.sort(indices)][0]
 
 
-def _new_run_dir(out, default_name, resume):
-    run_dir = Path(resume if resume else (out or ROOT / "runs" / default_name))
-    if not resume and ckpt.latest_checkpoint(run_dir) is not None:
+def _prepare_run_dir(run_dir, resuming):
+    """Create ``run_dir``; a fresh run refuses a folder that already holds checkpoints."""
+    run_dir = Path(run_dir)
+    if not resuming and ckpt.latest_checkpoint(run_dir) is not None:
         raise UserError(f"{run_dir} already holds a run; continue it with --resume {run_dir} "
                         f"or choose another --out")
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -84,7 +85,7 @@ def train_vqvae(dataset, data_dir, out_dir, *, hidden, k, epochs, batch_size=128
     seed_everything(seed)
     device = pick_device(device) if isinstance(device, str) else device
     dist, device = init_distributed(device)
-    run_dir = _new_run_dir(out_dir, None, out_dir if resume else None)
+    run_dir = _prepare_run_dir(out_dir, resume)
     data = build_dataset(dataset, data_dir, rank=dist.rank)
     batches = batches_for(data)
     channels = image_shape_of(data)[-1]
@@ -154,7 +155,7 @@ def vqvae_main(argv=None):
 # ============================================================================ VCT
 
 def build_vct(cfg, device, num_channels=3):
-    """(objective, image size check) for a RunConfig: frozen tokenizer + VCT encoder/decoder."""
+    """The VCT objective of a RunConfig: frozen VQ-VAE tokenizer + VCT encoder and decoder."""
     vqvae = load_vqvae(cfg.vqvae_path, cfg.hidden, cfg.k, num_channels, device)
     encoder = VCT_Encoder(z_index_dim=cfg.concepts_num, dim=cfg.hidden)
     decoder = VCT_Decoder(index_num=cfg.k, z_index_dim=cfg.shape_num, ce_loss=True)
@@ -192,7 +193,7 @@ def _parse_vct_setup(argv, prog, description):
         seed = args.seed
         precision = args.precision
         stem = config_path.stem + ("-wo_dis" if args.wo_dis_loss else "") + f"-seed{seed}"
-        run_dir = _new_run_dir(args.out, stem, None)
+        run_dir = _prepare_run_dir(args.out or ROOT / "runs" / stem, resuming=False)
     return args, run_dir, overrides, seed, precision
 
 
