@@ -46,12 +46,8 @@ def compute_dci(ground_truth_data, representation_function, random_state,
     Defaults: 10000 train / 5000 test points, batch 16, one GBT per factor,
     ``n_jobs=-1`` (all cores, at most one process per factor).
     """
-    representation_function, random_state = utils.prepare(
-        ground_truth_data, representation_function, random_state)
-    mus_train, ys_train = utils.generate_batch_factor_code(
-        ground_truth_data, representation_function, num_train, random_state, batch_size)
-    mus_test, ys_test = utils.generate_batch_factor_code(
-        ground_truth_data, representation_function, num_test, random_state, batch_size)
+    mus_train, ys_train, mus_test, ys_test = utils.train_test_codes(
+        ground_truth_data, representation_function, random_state, num_train, num_test, batch_size)
     return _compute_dci(mus_train, ys_train, mus_test, ys_test, n_jobs, gbt_random_state)
 
 

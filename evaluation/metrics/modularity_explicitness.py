@@ -37,12 +37,8 @@ def compute_modularity_explicitness(ground_truth_data, representation_function, 
                                     batch_size: int = 16, num_bins: int = 20,
                                     discretizer_fn="histogram", n_jobs: int | None = -1) -> dict:
     """Returns ``{"modularity_score", "explicitness_score_train", "explicitness_score_test"}``."""
-    representation_function, random_state = utils.prepare(
-        ground_truth_data, representation_function, random_state)
-    mus_train, ys_train = utils.generate_batch_factor_code(
-        ground_truth_data, representation_function, num_train, random_state, batch_size)
-    mus_test, ys_test = utils.generate_batch_factor_code(
-        ground_truth_data, representation_function, num_test, random_state, batch_size)
+    mus_train, ys_train, mus_test, ys_test = utils.train_test_codes(
+        ground_truth_data, representation_function, random_state, num_train, num_test, batch_size)
     discretized_mus = utils.make_discretizer(mus_train, num_bins, discretizer_fn)
     mutual_information = utils.discrete_mutual_info(discretized_mus, ys_train)
     scores = {"modularity_score": float(modularity(mutual_information))}

@@ -43,12 +43,8 @@ def compute_sap(ground_truth_data, representation_function, random_state,
                 continuous_factors: bool = False, n_jobs: int | None = -1,
                 svm_random_state: int | None = 0) -> dict:
     """SAP; returns ``{"SAP_score"}``."""
-    representation_function, random_state = utils.prepare(
-        ground_truth_data, representation_function, random_state)
-    mus, ys = utils.generate_batch_factor_code(
-        ground_truth_data, representation_function, num_train, random_state, batch_size)
-    mus_test, ys_test = utils.generate_batch_factor_code(
-        ground_truth_data, representation_function, num_test, random_state, batch_size)
+    mus, ys, mus_test, ys_test = utils.train_test_codes(
+        ground_truth_data, representation_function, random_state, num_train, num_test, batch_size)
     score_matrix = compute_score_matrix(mus, ys, mus_test, ys_test, continuous_factors,
                                         n_jobs=n_jobs, svm_random_state=svm_random_state)
     return {"SAP_score": float(compute_avg_diff_top_two(score_matrix))}

@@ -139,6 +139,20 @@ def check_positive(**values) -> None:
             raise EvaluationError(f"{name} must be a positive integer, got {value!r}")
 
 
+def train_test_codes(ground_truth_data, representation_function, random_state,
+                     num_train: int, num_test: int, batch_size: int):
+    """Validate the arguments, then draw the train and the test (codes, factors) sets in that
+    order from one RandomState, as disentanglement_lib's DCI, SAP and explicitness do.
+    Returns (mus_train, ys_train, mus_test, ys_test)."""
+    representation_function, random_state = prepare(
+        ground_truth_data, representation_function, random_state)
+    mus_train, ys_train = generate_batch_factor_code(
+        ground_truth_data, representation_function, num_train, random_state, batch_size)
+    mus_test, ys_test = generate_batch_factor_code(
+        ground_truth_data, representation_function, num_test, random_state, batch_size)
+    return mus_train, ys_train, mus_test, ys_test
+
+
 def generate_batch_factor_code(ground_truth_data, representation_function, num_points: int,
                                random_state: np.random.RandomState, batch_size: int):
     """Sample ``num_points`` (factors, codes) pairs, ``batch_size`` at a time.
