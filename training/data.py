@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from datasets import get_dataset
 from datasets.ground_truth import GroundTruthData
 from datasets.synthetic import make_synthetic_scenes, make_synthetic_shapes3d
+from training.cli import UserError
 
 SYNTHETIC = {
     # config name -> (maker, the real-format loader it writes for)
@@ -80,6 +81,16 @@ def image_shape_of(data):
     return (image.shape[1], image.shape[2], image.shape[0])
 
 
+def steps_per_epoch(num_items, batch_size, world_size=1):
+    """Whole global batches per epoch (the remainder of an epoch is skipped, as with
+    drop_last); a dataset smaller than one global batch is a user error."""
+    steps = num_items // (batch_size * world_size)
+    if steps < 1:
+        raise UserError(f"dataset of {num_items} images is smaller than one global batch "
+                        f"({batch_size} x {world_size} processes)")
+    return steps
+
+
 class StepBatchSampler(Sampler):
     """Yields the index array of every step from ``start_step`` to ``total_steps``."""
 
@@ -91,10 +102,7 @@ class StepBatchSampler(Sampler):
         self.total_steps = total_steps
         self.rank = rank
         self.world_size = world_size
-        self.steps_per_epoch = num_items // (batch_size * world_size)
-        if self.steps_per_epoch < 1:
-            raise ValueError(f"dataset of {num_items} images is smaller than one global batch "
-                             f"({batch_size} x {world_size} processes)")
+        self.steps_per_epoch = steps_per_epoch(num_items, batch_size, world_size)
         self._epoch, self._perm = None, None
 
     def __len__(self):

@@ -20,10 +20,9 @@ class VQVAEObjective(nn.Module):
         self.vqvae = vqvae
 
     def forward(self, images, generator=None):
-        recon, z_e, emb, _ = self.vqvae(images)
-        terms = self.vqvae.loss_terms(images, recon, z_e, emb)
-        loss = terms["mse"] + self.vqvae.vq_coef * terms["vq"] + self.vqvae.commit_coef * terms["commit"]
-        return loss, {"loss": loss.detach(), **{k: v.detach() for k, v in terms.items()}}
+        recon, z_e, emb, idx = self.vqvae(images)
+        loss = self.vqvae.loss_function(images, recon, z_e, emb, idx)
+        return loss, {"loss": loss.detach(), **self.vqvae.last_losses}
 
     def model_state(self):
         vq = self.vqvae

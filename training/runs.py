@@ -17,7 +17,7 @@ from training.cli import (ROOT, UserError, add_common_arguments, add_vct_argumen
                           load_run_args, pick_device, resolve_config, save_run_args)
 from training.config import bound_run_config
 from datasets.ground_truth import GroundTruthData
-from training.data import batches_for, build_dataset, image_shape_of
+from training.data import batches_for, build_dataset, image_shape_of, steps_per_epoch
 from training.engine import LoopSettings, Trainer, init_distributed
 from training.evaluate import evaluate_encoder
 from training.objectives import VCTObjective, VQVAEObjective
@@ -91,12 +91,10 @@ def train_vqvae(dataset, data_dir, out_dir, *, hidden, k, epochs, batch_size=128
     channels = image_shape_of(data)[-1]
     model = VQ_CVAE(d=hidden, k=k, num_channels=channels)
     objective = VQVAEObjective(model)
-    steps_per_epoch = len(batches) // (batch_size * dist.world_size)
-    if steps_per_epoch < 1:
-        raise UserError(f"{dataset}: {len(batches)} images is less than one batch of {batch_size}")
-    total = max_steps if max_steps is not None else epochs * steps_per_epoch
+    epoch_steps = steps_per_epoch(len(batches), batch_size, dist.world_size)
+    total = max_steps if max_steps is not None else epochs * epoch_steps
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=30 * steps_per_epoch, gamma=0.5)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=30 * epoch_steps, gamma=0.5)
     settings = LoopSettings(total_steps=total, log_interval=log_interval, save_interval=save_interval,
                             batch_size=batch_size, seed=seed, num_workers=num_workers,
                             precision=precision)
@@ -220,8 +218,8 @@ def vct_main(argv=None, prog="main_vct.py"):
         seed_everything(seed)  # the VCT run starts from the same RNG state either way
     objective = build_vct(cfg, device, num_channels=image_shape[-1])
 
-    steps_per_epoch = len(batches) // (cfg.batch_size * dist.world_size)
-    total = cfg.max_steps if cfg.max_steps is not None else cfg.num_epochs * steps_per_epoch
+    epoch_steps = steps_per_epoch(len(batches), cfg.batch_size, dist.world_size)
+    total = cfg.max_steps if cfg.max_steps is not None else cfg.num_epochs * epoch_steps
     optimizer = torch.optim.Adam(list(objective.encoder.parameters()) + list(objective.decoder.parameters()),
                                  lr=cfg.lr)
     settings = LoopSettings(total_steps=total, log_interval=cfg.log_interval, save_interval=cfg.save_interval,
