@@ -35,7 +35,8 @@ def build_dataset(name: str, data_dir: str, rank: int = 0):
 
 
 class GroundTruthBatches(Dataset):
-    """Item = a whole batch: index array -> (images float32 (B, C, H, W) in [-1, 1], factors).
+    """Item = a whole batch: index array -> (images float32 (B, C, H, W) in [-1, 1], factors,
+    indices int64 (B,)). The indices let a setting cache per-image work (CLIP features).
 
     One read per batch (the h5/npy readers fetch sorted unique rows in one go)."""
 
@@ -50,12 +51,12 @@ class GroundTruthBatches(Dataset):
         factors = self.data.index_to_factors(indices)
         images = self.data.sample_observations_from_factors(factors, np.random.RandomState(0))
         images = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))
-        return images * 2.0 - 1.0, torch.from_numpy(factors)
+        return images * 2.0 - 1.0, torch.from_numpy(factors), torch.from_numpy(indices)
 
 
 class SceneBatches(Dataset):
     """Item = a whole batch of a multi-object scene dataset: index array -> (images float32
-    (B, 3, H, W) in [-1, 1], instance masks bool (B, K, H, W))."""
+    (B, 3, H, W) in [-1, 1], instance masks bool (B, K, H, W), indices int64 (B,))."""
 
     def __init__(self, scenes):
         self.scenes = scenes
@@ -64,8 +65,10 @@ class SceneBatches(Dataset):
         return len(self.scenes)
 
     def __getitem__(self, indices):
+        indices = np.asarray(indices, dtype=np.int64)
         items = [self.scenes[int(i)] for i in indices]
-        return torch.stack([image for image, _ in items]), torch.stack([masks for _, masks in items])
+        return (torch.stack([image for image, _ in items]), torch.stack([masks for _, masks in items]),
+                torch.from_numpy(indices))
 
 
 def batches_for(data):

@@ -158,10 +158,10 @@ class Trainer:
         window_start, window_images = time.perf_counter(), 0
         start_step = self.step
         try:
-            for images, _factors in loader:
+            for images, _labels, indices in loader:
                 images = images.to(self.device, non_blocking=True)
                 with self._autocast():
-                    loss, logs = self.model(images, self.generator)
+                    loss, logs = self.model(images, self.generator, indices)
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 self.optimizer.step()

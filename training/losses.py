@@ -24,7 +24,8 @@ def concept_disentangling_loss(encoder, decoder, setting, concepts, generator=No
     """CE(normalised per-concept distance between the re-tokenised original and swapped sets,
     swapped concept index). Returns (loss, number of samples kept).
 
-    Detokenising runs without gradient; only the re-tokenisation by ``encoder`` is trained.
+    Detokenising runs without gradient; the re-tokenisation (``setting.retokenize``, then
+    ``encoder``) runs with it, so the encoder (and a trainable tokenizer part) is trained.
     The original and swapped sets go through the decoder, the tokenizer and the encoder as one
     batch: the same numbers as two passes, for half the calls.
     """
@@ -43,8 +44,7 @@ def concept_disentangling_loss(encoder, decoder, setting, concepts, generator=No
             return concepts.new_zeros(()), 0
         both = torch.cat([original[keep], swapped[keep]])
         images = setting.detokenize(decoder(both), generator)
-        tokens = setting.retokenize(images)
-    retokenised = encoder(tokens)
+    retokenised = encoder(setting.retokenize(images))
     c_org, c_swap = retokenised[:kept], retokenised[kept:]
     distance = F.normalize((c_org - c_swap).float().norm(dim=-1), dim=1)  # (kept, C)
     return F.cross_entropy(distance, concept[keep]), kept

@@ -1,6 +1,7 @@
 """What one training step optimises. Each objective is one nn.Module whose ``forward(images,
-generator)`` returns (loss, {name: detached scalar}); the engine (and DistributedDataParallel)
-only ever sees that module."""
+generator, indices)`` returns (loss, {name: detached scalar}); the engine (and
+DistributedDataParallel) only ever sees that module. ``indices`` are the dataset indices of the
+images (a setting may cache per-image work by them; None when the images are not from a dataset)."""
 import torch
 from torch import nn
 
@@ -19,7 +20,7 @@ class VQVAEObjective(nn.Module):
         super().__init__()
         self.vqvae = vqvae
 
-    def forward(self, images, generator=None):
+    def forward(self, images, generator=None, indices=None):
         recon, z_e, emb, idx = self.vqvae(images)
         loss = self.vqvae.loss_function(images, recon, z_e, emb, idx)
         return loss, {"loss": loss.detach(), **self.vqvae.last_losses}
@@ -43,7 +44,9 @@ class VQVAEObjective(nn.Module):
 
 class VCTObjective(nn.Module):
     """im_loss (CE of the decoder's code logits against the VQ code indices) plus the concept
-    disentangling loss, over a frozen tokenizer."""
+    disentangling loss, over a tokenizer setting (training/settings.py). The setting may hold
+    trainable parts (CLIP's token MLP): they are optimised with the encoder and decoder and
+    saved in the checkpoint through ``setting.model_state()``."""
 
     def __init__(self, encoder: VCT_Encoder, decoder: VCT_Decoder, setting: VQTokenizer,
                  dis_loss=True, swap_min_change=1e-3):
@@ -54,8 +57,8 @@ class VCTObjective(nn.Module):
         self.use_dis_loss = dis_loss
         self.swap_min_change = swap_min_change
 
-    def forward(self, images, generator=None):
-        tokens, targets = self.setting.tokenize(images)
+    def forward(self, images, generator=None, indices=None):
+        tokens, targets = self.setting.tokenize(images, indices)
         concepts = self.encoder(tokens)
         im_loss = self.setting.reconstruction_loss(self.decoder(concepts), targets)
         logs = {"im_loss": im_loss.detach()}
@@ -71,11 +74,17 @@ class VCTObjective(nn.Module):
 
     def model_state(self):
         return {"encoder_model_state_dict": self.encoder.state_dict(),
-                "decoder_model_state_dict": self.decoder.state_dict()}
+                "decoder_model_state_dict": self.decoder.state_dict(),
+                **self.setting.model_state()}
 
     def load_model_state(self, checkpoint, load):
         load(self.encoder, checkpoint["encoder_model_state_dict"], "VCT encoder")
         load(self.decoder, checkpoint["decoder_model_state_dict"], "VCT decoder")
+        self.setting.load_model_state(checkpoint, load)
+
+    def trainable_parameters(self):
+        """Encoder, decoder, then any trainable part of the setting (the optimiser's order)."""
+        return [p for p in self.parameters() if p.requires_grad]
 
     @torch.no_grad()
     def encode_images(self, images):

@@ -195,10 +195,32 @@ def _parse_vct_setup(argv, prog, description):
     return args, run_dir, overrides, seed, precision
 
 
-def vct_main(argv=None, prog="main_vct.py"):
-    args, run_dir, overrides, seed, precision = _parse_vct_setup(
-        argv, prog, "Train VCT concept tokens over a frozen VQ-VAE tokenizer, with the concept "
-        "disentangling loss; evaluate them on ground-truth factors.")
+VCT_DESCRIPTION = ("Train VCT concept tokens over a frozen VQ-VAE tokenizer, with the concept "
+                   "disentangling loss; evaluate them on ground-truth factors.")
+
+
+def ensure_vqvae(cfg, dist, device, seed, num_images):
+    """Train the toy configs' VQ-VAE first when its checkpoint is missing (and asked to)."""
+    if Path(cfg.vqvae_path).is_file() or not cfg.train_vqvae_if_missing:
+        return
+    if dist.enabled:
+        raise UserError(f"VQ-VAE checkpoint {cfg.vqvae_path} missing; train it before a distributed run")
+    print(f"VQ-VAE checkpoint {cfg.vqvae_path} not found: training the tokenizer first")
+    out = Path(cfg.vqvae_path).parent
+    train_vqvae(cfg.name, cfg.data_dir, out, hidden=cfg.hidden, k=cfg.k, epochs=cfg.vqvae_epochs,
+                max_steps=cfg.vqvae_max_steps, seed=seed, device=device,
+                batch_size=min(128, num_images), resume=ckpt.latest_checkpoint(out) is not None)
+    seed_everything(seed)  # the VCT run starts from the same RNG state either way
+
+
+def vct_main(argv=None, prog="main_vct.py", description=VCT_DESCRIPTION, build=None, add_hooks=None):
+    """The VCT entry point every setting shares. ``build(cfg, device, num_channels)`` returns the
+    objective (default: VQ-VAE setting, ``build_vct``); ``add_hooks(trainer, objective, batches,
+    data, cfg, run_dir, device, seed)`` adds the periodic image grids and metrics (default:
+    ``add_vct_hooks``)."""
+    build = build or build_vct
+    add_hooks = add_hooks or add_vct_hooks
+    args, run_dir, overrides, seed, precision = _parse_vct_setup(argv, prog, description)
     cfg = bound_run_config(**overrides)
     seed_everything(seed)
     device = pick_device(args.device)
@@ -208,20 +230,12 @@ def vct_main(argv=None, prog="main_vct.py"):
     batches = batches_for(data)
     image_shape = image_shape_of(data)
     _check_token_grid(cfg, image_shape)
-    if not Path(cfg.vqvae_path).is_file() and cfg.train_vqvae_if_missing:
-        if dist.enabled:
-            raise UserError(f"VQ-VAE checkpoint {cfg.vqvae_path} missing; train it before a distributed run")
-        print(f"VQ-VAE checkpoint {cfg.vqvae_path} not found: training the tokenizer first")
-        train_vqvae(cfg.name, cfg.data_dir, Path(cfg.vqvae_path).parent, hidden=cfg.hidden, k=cfg.k,
-                    epochs=cfg.vqvae_epochs, max_steps=cfg.vqvae_max_steps, seed=seed, device=device,
-                    batch_size=min(128, len(batches)), resume=ckpt.latest_checkpoint(Path(cfg.vqvae_path).parent) is not None)
-        seed_everything(seed)  # the VCT run starts from the same RNG state either way
-    objective = build_vct(cfg, device, num_channels=image_shape[-1])
+    ensure_vqvae(cfg, dist, device, seed, len(batches))
+    objective = build(cfg, device, num_channels=image_shape[-1])
 
     epoch_steps = steps_per_epoch(len(batches), cfg.batch_size, dist.world_size)
     total = cfg.max_steps if cfg.max_steps is not None else cfg.num_epochs * epoch_steps
-    optimizer = torch.optim.Adam(list(objective.encoder.parameters()) + list(objective.decoder.parameters()),
-                                 lr=cfg.lr)
+    optimizer = torch.optim.Adam(objective.trainable_parameters(), lr=cfg.lr)
     settings = LoopSettings(total_steps=total, log_interval=cfg.log_interval, save_interval=cfg.save_interval,
                             keep_checkpoints=cfg.keep_checkpoints, precision=precision,
                             num_workers=cfg.num_workers, batch_size=cfg.batch_size, seed=seed)
@@ -232,7 +246,7 @@ def vct_main(argv=None, prog="main_vct.py"):
         (run_dir / "config.gin").write_text(gin.config_str())
         save_run_args(run_dir, {"overrides": overrides, "seed": seed, "precision": precision,
                                 "config": args.config})
-    add_vct_hooks(trainer, objective, batches, data, cfg, run_dir, device, seed)
+    add_hooks(trainer, objective, batches, data, cfg, run_dir, device, seed)
     trainer.run(resume_from=_resume_checkpoint(run_dir, args.resume))
     if dist.is_main:
         print(f"run directory: {run_dir}")

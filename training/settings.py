@@ -1,10 +1,13 @@
 """Image tokenizers as VCT sees them.
 
-The concept disentangling loss needs three things from a setting: ``tokenize(images)`` ->
-(image tokens, reconstruction targets), ``reconstruction_loss(decoder_output, targets)`` and,
-without gradient, ``detokenize(decoder_output, generator)`` -> images followed by
-``retokenize(images)`` -> image tokens. The VQ-VAE setting is below; the mask and CLIP
-settings implement the same four methods.
+A setting gives VCT four things: ``tokenize(images, indices=None)`` -> (image tokens,
+reconstruction targets), ``reconstruction_loss(decoder_output, targets)`` and, for the concept
+disentangling loss, ``detokenize(decoder_output, generator)`` -> images (always without
+gradient) followed by ``retokenize(images)`` -> image tokens (called with gradient enabled, so
+a setting with a trainable tokenizer part trains it there too; a frozen one wraps it in
+no_grad). ``model_state()`` / ``load_model_state(checkpoint, load)`` save and restore trainable
+parts of the setting ({} / nothing for a frozen tokenizer). The VQ-VAE setting is below; the
+mask and CLIP settings implement the same methods.
 """
 import functools
 
@@ -54,7 +57,7 @@ class VQTokenizer(nn.Module):
 
     @torch.no_grad()
     @full_precision
-    def tokenize(self, images):
+    def tokenize(self, images, indices=None):
         return self.vqvae.tokenize(images)
 
     def reconstruction_loss(self, logits, targets):
@@ -77,3 +80,9 @@ class VQTokenizer(nn.Module):
     @full_precision
     def retokenize(self, images):
         return self.vqvae.tokenize(images)[0]
+
+    def model_state(self):
+        return {}  # frozen: its weights live in the VQ-VAE checkpoint
+
+    def load_model_state(self, checkpoint, load):
+        pass
