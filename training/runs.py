@@ -152,7 +152,7 @@ def vqvae_main(argv=None):
 
 # ============================================================================ VCT
 
-def build_vct(cfg, device, num_channels=3):
+def build_vct(cfg, device, num_channels=3, args=None):
     """The VCT objective of a RunConfig: frozen VQ-VAE tokenizer + VCT encoder and decoder."""
     vqvae = load_vqvae(cfg.vqvae_path, cfg.hidden, cfg.k, num_channels, device)
     encoder = VCT_Encoder(z_index_dim=cfg.concepts_num, dim=cfg.hidden)
@@ -168,9 +168,11 @@ def _check_token_grid(cfg, image_shape):
                         f"images give {tokens} VQ-VAE tokens")
 
 
-def _parse_vct_setup(argv, prog, description):
+def _parse_vct_setup(argv, prog, description, add_arguments=None):
     parser = argparse.ArgumentParser(prog=prog, description=description)
     add_vct_arguments(parser)
+    if add_arguments is not None:
+        add_arguments(parser)
     args = parser.parse_args(argv)
     if args.resume:
         run_dir = Path(args.resume)
@@ -213,14 +215,16 @@ def ensure_vqvae(cfg, dist, device, seed, num_images):
     seed_everything(seed)  # the VCT run starts from the same RNG state either way
 
 
-def vct_main(argv=None, prog="main_vct.py", description=VCT_DESCRIPTION, build=None, add_hooks=None):
-    """The VCT entry point every setting shares. ``build(cfg, device, num_channels)`` returns the
-    objective (default: VQ-VAE setting, ``build_vct``); ``add_hooks(trainer, objective, batches,
-    data, cfg, run_dir, device, seed)`` adds the periodic image grids and metrics (default:
-    ``add_vct_hooks``)."""
+def vct_main(argv=None, prog="main_vct.py", description=VCT_DESCRIPTION, build=None, add_hooks=None,
+             add_arguments=None):
+    """The VCT entry point every setting shares. ``build(cfg, device, num_channels, args)``
+    returns the objective (default: VQ-VAE setting, ``build_vct``); ``add_hooks(trainer,
+    objective, batches, data, cfg, run_dir, device, seed)`` adds the periodic image grids and
+    metrics (default: ``add_vct_hooks``); ``add_arguments(parser)`` adds a setting's own flags
+    (a flag that must survive --resume should become a gin binding or RunConfig override)."""
     build = build or build_vct
     add_hooks = add_hooks or add_vct_hooks
-    args, run_dir, overrides, seed, precision = _parse_vct_setup(argv, prog, description)
+    args, run_dir, overrides, seed, precision = _parse_vct_setup(argv, prog, description, add_arguments)
     cfg = bound_run_config(**overrides)
     seed_everything(seed)
     device = pick_device(args.device)
@@ -231,7 +235,7 @@ def vct_main(argv=None, prog="main_vct.py", description=VCT_DESCRIPTION, build=N
     image_shape = image_shape_of(data)
     _check_token_grid(cfg, image_shape)
     ensure_vqvae(cfg, dist, device, seed, len(batches))
-    objective = build(cfg, device, num_channels=image_shape[-1])
+    objective = build(cfg, device, image_shape[-1], args)
 
     epoch_steps = steps_per_epoch(len(batches), cfg.batch_size, dist.world_size)
     total = cfg.max_steps if cfg.max_steps is not None else cfg.num_epochs * epoch_steps
