@@ -16,6 +16,11 @@ from typing import Callable, Optional
 import torch
 from tqdm import tqdm
 
+try:
+    import resource
+except ImportError:  # not on Windows
+    resource = None
+
 from training import checkpoint as ckpt
 from training.data import StepBatchSampler, make_loader
 from training.run_log import RunLog
@@ -155,10 +160,12 @@ class Trainer:
         self.objective.train()
         bar = tqdm(total=s.total_steps, initial=self.step, desc=self.desc, dynamic_ncols=True,
                    disable=not self.dist.is_main, unit="step")
-        window_start, window_images = time.perf_counter(), 0
+        window_start, window_images, window_data_s = time.perf_counter(), 0, 0.0
         start_step = self.step
         try:
+            fetch_start = time.perf_counter()
             for images, _labels, indices in loader:
+                window_data_s += time.perf_counter() - fetch_start  # waiting for the loader
                 images = images.to(self.device, non_blocking=True)
                 with self._autocast():
                     loss, logs = self.model(images, self.generator, indices)
@@ -175,12 +182,16 @@ class Trainer:
                     elapsed = time.perf_counter() - window_start
                     values["lr"] = self.optimizer.param_groups[0]["lr"]
                     values["images_per_s"] = window_images / max(elapsed, 1e-9)
+                    values["data_wait_fraction"] = window_data_s / max(elapsed, 1e-9)
+                    values.update(self._memory_use())
                     self.log.scalars(self.step, values)
-                    bar.set_postfix({k: f"{v:.3g}" for k, v in values.items() if k != "lr"}, refresh=False)
-                    window_start, window_images = time.perf_counter(), 0
+                    bar.set_postfix({k: f"{v:.3g}" for k, v in values.items()
+                                     if k in ("loss", "im_loss", "dis_loss", "images_per_s")}, refresh=False)
+                    window_start, window_images, window_data_s = time.perf_counter(), 0, 0.0
                 if self.step % s.save_interval == 0 and self.step != s.total_steps:
                     self.save_checkpoint()
                 self._run_hooks(final=self.step == s.total_steps)
+                fetch_start = time.perf_counter()
             if self.step > start_step:
                 self.save_checkpoint()
             if self.dist.enabled:
@@ -189,6 +200,15 @@ class Trainer:
             bar.close()
             self.log.close()
         return self.step
+
+    def _memory_use(self):
+        """Peak resident memory of this process (and peak CUDA memory), in GiB."""
+        use = {}
+        if resource is not None:
+            use["peak_rss_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
+        if self.device.type == "cuda":
+            use["peak_gpu_memory_gb"] = torch.cuda.max_memory_allocated(self.device) / 2**30
+        return use
 
     def check_ranks_in_sync(self):
         """All-gather a checksum of the trained parameters; rank 0 records them in

@@ -3,6 +3,8 @@
 import torch
 import torch.nn.functional as F
 
+from training.settings import at_least_float32
+
 
 def sample_swaps(batch, num_concepts, generator=None, device=None):
     """Per sample b: a concept index c_b (uniform) and a partner s_b != b (uniform)."""
@@ -20,14 +22,26 @@ def swap_concepts(concepts, concept, partner):
     return swapped
 
 
-def concept_disentangling_loss(encoder, decoder, setting, concepts, generator=None, min_change=1e-3):
+def _map_outputs(fn, *outputs):
+    """``fn`` over decoder outputs: tensors, or (named) tuples of tensors (the mask decoder's)."""
+    first = outputs[0]
+    if isinstance(first, torch.Tensor):
+        return fn(*outputs)
+    fields = [fn(*parts) for parts in zip(*outputs)]
+    return type(first)(*fields) if hasattr(first, "_fields") else type(first)(fields)
+
+
+def concept_disentangling_loss(encoder, decoder, setting, concepts, generator=None, min_change=1e-3,
+                               decoded=None):
     """CE(normalised per-concept distance between the re-tokenised original and swapped sets,
     swapped concept index). Returns (loss, number of samples kept).
 
     Detokenising runs without gradient; the re-tokenisation (``setting.retokenize``, then
     ``encoder``) runs with it, so the encoder (and a trainable tokenizer part) is trained.
-    The original and swapped sets go through the decoder, the tokenizer and the encoder as one
-    batch: the same numbers as two passes, for half the calls.
+    ``decoded`` is ``decoder(concepts)`` when the caller has it already (the reconstruction
+    loss needs it): the original set is then not decoded a second time -- the same values, as
+    the weights have not changed since. The original and swapped sets go through the
+    tokenizer and the encoder as one batch: the same numbers as two passes, for half the calls.
     """
     batch, num_concepts, _ = concepts.shape
     if batch < 2:
@@ -42,9 +56,13 @@ def concept_disentangling_loss(encoder, decoder, setting, concepts, generator=No
         kept = int(keep.sum())
         if kept == 0:
             return concepts.new_zeros(()), 0
-        both = torch.cat([original[keep], swapped[keep]])
-        images = setting.detokenize(decoder(both), generator)
+        if decoded is None:
+            both = decoder(torch.cat([original[keep], swapped[keep]]))
+        else:
+            both = _map_outputs(lambda org, swap: torch.cat([org.detach()[keep], swap]),
+                                decoded, decoder(swapped[keep]))
+        images = setting.detokenize(both, generator)
     retokenised = encoder(setting.retokenize(images))
     c_org, c_swap = retokenised[:kept], retokenised[kept:]
-    distance = F.normalize((c_org - c_swap).float().norm(dim=-1), dim=1)  # (kept, C)
+    distance = F.normalize(at_least_float32(c_org - c_swap).norm(dim=-1), dim=1)  # (kept, C)
     return F.cross_entropy(distance, concept[keep]), kept

@@ -60,12 +60,14 @@ class VCTObjective(nn.Module):
     def forward(self, images, generator=None, indices=None):
         tokens, targets = self.setting.tokenize(images, indices)
         concepts = self.encoder(tokens)
-        im_loss = self.setting.reconstruction_loss(self.decoder(concepts), targets)
+        decoded = self.decoder(concepts)
+        im_loss = self.setting.reconstruction_loss(decoded, targets)
         logs = {"im_loss": im_loss.detach()}
         loss = im_loss
         if self.use_dis_loss:
             dis_loss, kept = concept_disentangling_loss(
-                self.encoder, self.decoder, self.setting, concepts, generator, self.swap_min_change)
+                self.encoder, self.decoder, self.setting, concepts, generator, self.swap_min_change,
+                decoded=decoded)
             loss = loss + dis_loss
             logs["dis_loss"] = dis_loss.detach()
             logs["swaps_kept"] = torch.tensor(float(kept))

@@ -132,6 +132,9 @@ def test_sigkill_and_resume_reproduce_uninterrupted_losses(tiny_world, tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
     expected = read_scalars(straight)
     assert sorted(expected) == list(range(1, 41))
+    # Throughput diagnostics logged with the losses: loader wait share and peak memory.
+    assert 0.0 <= expected[40]["data_wait_fraction"] < 1.0
+    assert 0.1 < expected[40]["peak_rss_gb"] < 8.0
 
     killed = tmp_path / "killed"
     proc = subprocess.Popen([sys.executable, *map(str, common), "--out", str(killed)], cwd=ROOT,

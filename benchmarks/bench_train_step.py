@@ -1,0 +1,227 @@
+"""Seconds per VCT training step (forward, disentangling loss, backward, Adam), measured side by
+side with the straightforward formulation and the machine's fp32 matmul peak, in one run.
+
+    python benchmarks/bench_train_step.py                    # paper + toy config, CPU or CUDA
+    python benchmarks/bench_train_step.py --configs toy --steps 20
+    python benchmarks/bench_train_step.py --configs paper --precision fp32 bf16   # (CUDA)
+    python benchmarks/bench_train_step.py --profile paper    # torch.profiler table of one step
+
+"paper": 64x64 images, VQ-VAE d=256 / k=128 (random weights: the cost does not depend on them),
+256 image tokens, 20 concepts, default VCT widths, batch 32, dis loss on.
+"toy": the README's toy config (configs/toy_ce.gin: 32x32, VQ d=64 / k=32, 10 concepts, small
+widths), batch 32.
+
+Per variant it prints s/step (median over --steps after --warmup), images/s, the step's
+arithmetic (counted by torch.utils.flop_counter over one step), GFLOP/s and that rate as a
+fraction of the matmul peak measured at the start of the run. Variants:
+  optimised     - training.objectives.VCTObjective, what main_vct.py runs;
+  straightforward - tests/training/reference_step.py: the published formulation (separate
+                  passes for the original and swapped sets, per-head einsum attention,
+                  materialised VQ distances, one-hot @ codebook), same weights and inputs.
+"""
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import gin
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from models.visual_concept_tokenizor import VCT_Decoder, VCT_Encoder  # noqa: E402
+from models.vqvae import VQ_CVAE  # noqa: E402
+from tests.training.reference_step import ReferenceVCTStep, spread_codebook  # noqa: E402
+from training.cli import load_gin, resolve_config  # noqa: E402
+from training.objectives import VCTObjective  # noqa: E402
+from training.settings import VQTokenizer  # noqa: E402
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def matmul_peak(device, dtype=torch.float32, seconds=3.0):
+    """Best GFLOP/s of square matmuls (sizes 1024-4096) in ``dtype``."""
+    best = 0.0
+    for n in (1024, 2048, 3072, 4096):
+        a = torch.randn(n, n, device=device, dtype=dtype)
+        b = torch.randn(n, n, device=device, dtype=dtype)
+        a @ b
+        sync(device)
+        reps, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds / 4:
+            t = time.perf_counter()
+            a @ b
+            sync(device)
+            best = max(best, 2 * n ** 3 / (time.perf_counter() - t) / 1e9)
+            reps += 1
+    return best
+
+
+class _GlobalOnly:
+    """Stands in for FlopCounterMode's per-module tracker, whose hooks fail on tensors that
+    enter a module under no_grad (the disentangling loss); we only need the total."""
+    parents = ("Global",)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def count_flops(fn):
+    counter = FlopCounterMode(display=False)
+    counter.mod_tracker = _GlobalOnly()
+    with counter:
+        fn()
+    return counter.get_total_flops()
+
+
+def build(config, device, seed=0):
+    """(VCTObjective, images) for the named configuration."""
+    gin.clear_config()
+    torch.manual_seed(seed)
+    if config == "paper":
+        vqvae, size, concepts = VQ_CVAE(d=256, k=128), 64, 20
+        encoder = VCT_Encoder(z_index_dim=concepts, dim=256)
+        decoder = VCT_Decoder(index_num=128, z_index_dim=256, ce_loss=True)
+    elif config == "toy":
+        load_gin([resolve_config("toy_ce.gin")], [])
+        vqvae, size, concepts = VQ_CVAE(d=64, k=32), 32, 10
+        encoder = VCT_Encoder(z_index_dim=concepts, dim=64)
+        decoder = VCT_Decoder(index_num=32, z_index_dim=64, ce_loss=True)
+    else:
+        raise SystemExit(f"unknown config {config!r} (paper, toy)")
+    images = torch.rand(32, 3, size, size, device=device) * 2 - 1
+    spread_codebook(vqvae.to(device).eval(), images)
+    objective = VCTObjective(encoder, decoder, VQTokenizer(vqvae)).to(device).train()
+    return objective, images
+
+
+class OptimisedStep:
+    name = "optimised"
+
+    def __init__(self, objective):
+        self.objective = objective
+
+    def __call__(self, images, generator):
+        return self.objective(images, generator)[0]
+
+
+def make_step(variant, objective):
+    if variant == "optimised":
+        return OptimisedStep(objective)
+    return ReferenceVCTStep(objective.encoder, objective.decoder, objective.setting.vqvae)
+
+
+def train_step(step_fn, optimizer, images, generator, precision, device):
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+        loss = step_fn(images, generator)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss
+
+
+def measure(config, variant, precision, device, steps, warmup):
+    objective, images = build(config, device)
+    optimizer = torch.optim.Adam(objective.trainable_parameters(), lr=1e-4)
+    step_fn = make_step(variant, objective)
+    generator = torch.Generator(device=device).manual_seed(0)
+    flops = count_flops(lambda: train_step(step_fn, optimizer, images, generator, precision, device))
+    for _ in range(warmup):
+        train_step(step_fn, optimizer, images, generator, precision, device)
+    times = []
+    for _ in range(steps):
+        sync(device)
+        start = time.perf_counter()
+        train_step(step_fn, optimizer, images, generator, precision, device)
+        sync(device)
+        times.append(time.perf_counter() - start)
+    seconds = statistics.median(times)
+    result = {"config": config, "variant": variant, "precision": precision, "s_per_step": seconds,
+              "images_per_s": images.shape[0] / seconds, "gflop_per_step": flops / 1e9,
+              "gflop_per_s": flops / seconds / 1e9}
+    if device.type == "cuda":
+        result["peak_gpu_memory_gb"] = torch.cuda.max_memory_allocated(device) / 2**30
+        torch.cuda.reset_peak_memory_stats(device)
+    return result
+
+
+def profile(config, device, precision):
+    objective, images = build(config, device)
+    optimizer = torch.optim.Adam(objective.trainable_parameters(), lr=1e-4)
+    step_fn = OptimisedStep(objective)
+    generator = torch.Generator(device=device).manual_seed(0)
+    train_step(step_fn, optimizer, images, generator, precision, device)
+    activities = [torch.profiler.ProfilerActivity.CPU]
+    if device.type == "cuda":
+        activities.append(torch.profiler.ProfilerActivity.CUDA)
+    with torch.profiler.profile(activities=activities) as prof:
+        train_step(step_fn, optimizer, images, generator, precision, device)
+        sync(device)
+    sort = "cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    print(prof.key_averages().table(sort_by=sort, row_limit=30))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--configs", nargs="+", default=["paper", "toy"], choices=["paper", "toy"])
+    parser.add_argument("--variants", nargs="+", default=["optimised", "straightforward"],
+                        choices=["optimised", "straightforward"])
+    parser.add_argument("--precision", nargs="+", default=["fp32"], choices=["fp32", "bf16"])
+    parser.add_argument("--steps", type=int, default=None, help="timed steps (default paper 3, toy 20)")
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    parser.add_argument("--profile", choices=["paper", "toy"], default=None,
+                        help="print a torch.profiler table of one optimised step and exit")
+    parser.add_argument("--json", default=None, help="also write the results here")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.profile:
+        profile(args.profile, device, args.precision[0])
+        return
+    peak = matmul_peak(device)
+    peaks = {"fp32": peak}
+    if "bf16" in args.precision:
+        peaks["bf16"] = matmul_peak(device, torch.bfloat16)
+    print(f"device={device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else 'CPU'}) "
+          f"threads={torch.get_num_threads()} torch={torch.__version__}")
+    print("measured matmul peak: " + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in peaks.items()))
+    results = []
+    for config in args.configs:
+        steps = args.steps or (3 if config == "paper" and device.type == "cpu" else 20)
+        for precision in args.precision:
+            row = {}
+            for variant in args.variants:
+                r = measure(config, variant, precision, device, steps, args.warmup)
+                r["fraction_of_fp32_peak"] = r["gflop_per_s"] / peak
+                results.append(r)
+                row[variant] = r
+                print(f"{config:5s} {precision} {variant:15s} {r['s_per_step']:8.3f} s/step "
+                      f"{r['images_per_s']:8.1f} images/s {r['gflop_per_step']:8.0f} GFLOP/step "
+                      f"{r['gflop_per_s']:7.1f} GFLOP/s = {r['fraction_of_fp32_peak']:.2f} of fp32 peak",
+                      flush=True)
+            if len(row) == 2:
+                ratio = row["straightforward"]["s_per_step"] / row["optimised"]["s_per_step"]
+                print(f"{config:5s} {precision} speed-up (straightforward / optimised): {ratio:.2f}x")
+        if len(args.precision) == 2 and "optimised" in args.variants:
+            fp32, bf16 = (next(r for r in results if r["config"] == config and r["precision"] == p
+                               and r["variant"] == "optimised") for p in ("fp32", "bf16"))
+            print(f"{config:5s} bf16 / fp32 images/s (optimised): "
+                  f"{bf16['images_per_s'] / fp32['images_per_s']:.2f}x")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"peaks_gflop_per_s": peaks, "results": results}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,71 @@
+"""The optimised training step (training/objectives.py + losses.py) computes the same losses
+and gradients as the straightforward formulation in reference_step.py, for the same seed."""
+import pytest
+import torch
+
+from models.visual_concept_tokenizor import VCT_Decoder, VCT_Encoder
+from models.vqvae import VQ_CVAE
+from tests.training.reference_step import ReferenceVCTStep, spread_codebook
+from training.objectives import VCTObjective
+from training.settings import VQTokenizer
+
+WIDTHS = dict(latent_dim=16, cross_dim_head=8, latent_heads=2, latent_dim_head=8)
+
+
+def tiny_objective(seed=0, concepts=5):
+    torch.manual_seed(seed)
+    vqvae = VQ_CVAE(d=16, k=12).double().eval()
+    images = torch.rand(6, 3, 16, 16, dtype=torch.float64) * 2 - 1
+    with torch.no_grad():
+        # A random VQ-VAE decodes every code set to a near-constant image, which re-tokenises
+        # to one code: louder decoder weights, and codes drawn from both kinds of images.
+        for module in vqvae.decoder.modules():
+            if isinstance(module, (torch.nn.Conv2d, torch.nn.ConvTranspose2d)):
+                module.weight.mul_(10)
+        spread_codebook(vqvae, images)
+        decoded = VQTokenizer(vqvae).codes_to_images(torch.randint(12, (6, 16)))
+        spread_codebook(vqvae, torch.cat([images, decoded]))
+    encoder = VCT_Encoder(z_index_dim=concepts, dim=16, depth=3, **WIDTHS)
+    decoder = VCT_Decoder(index_num=12, z_index_dim=16, dim=16, depth=2, ce_loss=True, **WIDTHS)
+    with torch.no_grad():  # small logits: the Gumbel samples (and so the distances) vary
+        decoder.fc_layer.weight.mul_(0.05)
+    objective = VCTObjective(encoder, decoder, VQTokenizer(vqvae)).double().train()
+    return objective, images
+
+
+def grads(module):
+    return {name: p.grad.clone() for name, p in module.named_parameters() if p.grad is not None}
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_optimised_step_matches_straightforward_losses_and_gradients(seed):
+    objective, images = tiny_objective(seed)
+    loss, logs = objective(images, torch.Generator().manual_seed(seed))
+    loss.backward()
+    ours = grads(objective)
+    assert logs["swaps_kept"].item() == images.shape[0]  # every swap used: the whole loss is compared
+
+    objective.zero_grad(set_to_none=True)
+    reference = ReferenceVCTStep(objective.encoder, objective.decoder, objective.setting.vqvae)
+    im_loss, dis_loss = reference.losses(images, torch.Generator().manual_seed(seed))
+    (im_loss + dis_loss).backward()
+    theirs = grads(objective)
+
+    torch.testing.assert_close(logs["im_loss"], im_loss.detach(), rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(logs["dis_loss"], dis_loss.detach(), rtol=1e-10, atol=1e-12)
+    assert dis_loss.item() > 0
+    assert ours.keys() == theirs.keys()
+    assert not any(name.startswith("setting.") for name in ours)  # the tokenizer stays frozen
+    for name in ours:
+        torch.testing.assert_close(ours[name], theirs[name], rtol=1e-8, atol=1e-11, msg=name)
+
+
+def test_gradients_differ_when_the_swaps_differ():
+    """The comparison above can fail: another seed's swaps give other encoder gradients."""
+    objective, images = tiny_objective(0)
+    objective(images, torch.Generator().manual_seed(0))[0].backward()
+    first = grads(objective.encoder)
+    objective.zero_grad(set_to_none=True)
+    objective(images, torch.Generator().manual_seed(5))[0].backward()
+    second = grads(objective.encoder)
+    assert any(not torch.allclose(first[n], second[n]) for n in first)
