@@ -15,6 +15,9 @@ Per variant it prints s/step (median over --steps after --warmup), images/s, the
 arithmetic (counted by torch.utils.flop_counter over one step), GFLOP/s and that rate as a
 fraction of the matmul peak measured at the start of the run. Variants:
   optimised     - training.objectives.VCTObjective, what main_vct.py runs;
+  checkpointed  - the same with activation checkpointing in the VCT encoder and decoder
+                  (VCT_Encoder/VCT_Decoder.activation_checkpointing = True: the low-memory
+                  option; same gradients, one more forward of each layer);
   straightforward - tests/training/reference_step.py: the published formulation (separate
                   passes for the original and swapped sets, per-head einsum attention,
                   materialised VQ distances, one-hot @ codebook), same weights and inputs.
@@ -115,7 +118,9 @@ class OptimisedStep:
 
 
 def make_step(variant, objective):
-    if variant == "optimised":
+    if variant in ("optimised", "checkpointed"):
+        objective.encoder.activation_checkpointing = variant == "checkpointed"
+        objective.decoder.activation_checkpointing = variant == "checkpointed"
         return OptimisedStep(objective)
     return ReferenceVCTStep(objective.encoder, objective.decoder, objective.setting.vqvae)
 
@@ -174,7 +179,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--configs", nargs="+", default=["paper", "toy"], choices=["paper", "toy"])
     parser.add_argument("--variants", nargs="+", default=["optimised", "straightforward"],
-                        choices=["optimised", "straightforward"])
+                        choices=["optimised", "checkpointed", "straightforward"])
     parser.add_argument("--precision", nargs="+", default=["fp32"], choices=["fp32", "bf16"])
     parser.add_argument("--steps", type=int, default=None, help="timed steps (default paper 3, toy 20)")
     parser.add_argument("--warmup", type=int, default=1)
@@ -211,7 +216,7 @@ def main():
                       f"{r['images_per_s']:8.1f} images/s {r['gflop_per_step']:8.0f} GFLOP/step "
                       f"{r['gflop_per_s']:7.1f} GFLOP/s = {r['fraction_of_fp32_peak']:.2f} of fp32 peak",
                       flush=True)
-            if len(row) == 2:
+            if "straightforward" in row and "optimised" in row:
                 ratio = row["straightforward"]["s_per_step"] / row["optimised"]["s_per_step"]
                 print(f"{config:5s} {precision} speed-up (straightforward / optimised): {ratio:.2f}x")
         if len(args.precision) == 2 and "optimised" in args.variants:

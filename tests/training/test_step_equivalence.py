@@ -12,7 +12,7 @@ from training.settings import VQTokenizer
 WIDTHS = dict(latent_dim=16, cross_dim_head=8, latent_heads=2, latent_dim_head=8)
 
 
-def tiny_objective(seed=0, concepts=5):
+def tiny_objective(seed=0, concepts=5, activation_checkpointing=False):
     torch.manual_seed(seed)
     vqvae = VQ_CVAE(d=16, k=12).double().eval()
     images = torch.rand(6, 3, 16, 16, dtype=torch.float64) * 2 - 1
@@ -25,8 +25,10 @@ def tiny_objective(seed=0, concepts=5):
         spread_codebook(vqvae, images)
         decoded = VQTokenizer(vqvae).codes_to_images(torch.randint(12, (6, 16)))
         spread_codebook(vqvae, torch.cat([images, decoded]))
-    encoder = VCT_Encoder(z_index_dim=concepts, dim=16, depth=3, **WIDTHS)
-    decoder = VCT_Decoder(index_num=12, z_index_dim=16, dim=16, depth=2, ce_loss=True, **WIDTHS)
+    encoder = VCT_Encoder(z_index_dim=concepts, dim=16, depth=3,
+                          activation_checkpointing=activation_checkpointing, **WIDTHS)
+    decoder = VCT_Decoder(index_num=12, z_index_dim=16, dim=16, depth=2, ce_loss=True,
+                          activation_checkpointing=activation_checkpointing, **WIDTHS)
     with torch.no_grad():  # small logits: the Gumbel samples (and so the distances) vary
         decoder.fc_layer.weight.mul_(0.05)
     objective = VCTObjective(encoder, decoder, VQTokenizer(vqvae)).double().train()
@@ -37,9 +39,9 @@ def grads(module):
     return {name: p.grad.clone() for name, p in module.named_parameters() if p.grad is not None}
 
 
-@pytest.mark.parametrize("seed", [0, 1])
-def test_optimised_step_matches_straightforward_losses_and_gradients(seed):
-    objective, images = tiny_objective(seed)
+@pytest.mark.parametrize("seed, activation_checkpointing", [(0, False), (1, False), (0, True)])
+def test_optimised_step_matches_straightforward_losses_and_gradients(seed, activation_checkpointing):
+    objective, images = tiny_objective(seed, activation_checkpointing=activation_checkpointing)
     loss, logs = objective(images, torch.Generator().manual_seed(seed))
     loss.backward()
     ours = grads(objective)
