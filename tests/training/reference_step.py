@@ -54,6 +54,23 @@ def spread_codebook(vqvae, images, seed=0):
     vqvae.emb.weight.copy_(z_e[:, pick.to(z_e.device)])
 
 
+@torch.no_grad()
+def make_random_vqvae_informative(vqvae, images, seed=0):
+    """A random VQ-VAE decodes every code set to a near-constant image, which re-tokenises to
+    one code, so the disentangling loss sees equal concept sets (zero distances). Louder
+    decoder weights, and codes drawn from the encodings of both ``images`` and decoded random
+    codes, make its tokens, decodings and re-tokenisations vary as a trained one's do."""
+    for module in vqvae.decoder.modules():
+        if isinstance(module, (torch.nn.Conv2d, torch.nn.ConvTranspose2d)):
+            module.weight.mul_(10)
+    spread_codebook(vqvae, images, seed)
+    side = images.shape[-1] // 4
+    codes = torch.randint(vqvae.k, (images.shape[0], side, side),
+                          generator=torch.Generator().manual_seed(seed)).to(images.device)
+    decoded = vqvae.decode(vqvae.emb.weight.t()[codes].permute(0, 3, 1, 2))
+    spread_codebook(vqvae, torch.cat([images, decoded]), seed)
+
+
 class ReferenceVCTStep:
     """``step(images, generator)`` -> im_loss + dis_loss; ``losses(images, generator)`` ->
     (im_loss, dis_loss) with the graph to the encoder and decoder parameters."""
@@ -61,6 +78,7 @@ class ReferenceVCTStep:
     def __init__(self, encoder, decoder, vqvae, min_change=1e-3):
         self.encoder, self.decoder, self.vqvae = encoder, decoder, vqvae
         self.min_change = min_change
+        self.last_kept = None
 
     def encode(self, tokens):
         cross, latent = _heads(self.encoder)
@@ -91,7 +109,7 @@ class ReferenceVCTStep:
                 swapped[b, c] = original[partner, c]
                 keep.append(bool((swapped[b, c] - original[b, c]).norm() > self.min_change))
             keep = torch.tensor(keep, device=images.device)
-            kept = int(keep.sum())
+            kept = self.last_kept = int(keep.sum())
             if kept == 0:
                 return im_loss, concepts.new_zeros(())
             logits_org = self.decode(original[keep])

@@ -5,7 +5,7 @@ import torch
 
 from models.visual_concept_tokenizor import VCT_Decoder, VCT_Encoder
 from models.vqvae import VQ_CVAE
-from tests.training.reference_step import ReferenceVCTStep, spread_codebook
+from tests.training.reference_step import ReferenceVCTStep, make_random_vqvae_informative
 from training.objectives import VCTObjective
 from training.settings import VQTokenizer
 
@@ -16,15 +16,7 @@ def tiny_objective(seed=0, concepts=5, activation_checkpointing=False):
     torch.manual_seed(seed)
     vqvae = VQ_CVAE(d=16, k=12).double().eval()
     images = torch.rand(6, 3, 16, 16, dtype=torch.float64) * 2 - 1
-    with torch.no_grad():
-        # A random VQ-VAE decodes every code set to a near-constant image, which re-tokenises
-        # to one code: louder decoder weights, and codes drawn from both kinds of images.
-        for module in vqvae.decoder.modules():
-            if isinstance(module, (torch.nn.Conv2d, torch.nn.ConvTranspose2d)):
-                module.weight.mul_(10)
-        spread_codebook(vqvae, images)
-        decoded = VQTokenizer(vqvae).codes_to_images(torch.randint(12, (6, 16)))
-        spread_codebook(vqvae, torch.cat([images, decoded]))
+    make_random_vqvae_informative(vqvae, images, seed)
     encoder = VCT_Encoder(z_index_dim=concepts, dim=16, depth=3,
                           activation_checkpointing=activation_checkpointing, **WIDTHS)
     decoder = VCT_Decoder(index_num=12, z_index_dim=16, dim=16, depth=2, ce_loss=True,
