@@ -137,7 +137,20 @@ class ClevrScenes(SceneDataset):
             if self.masks.shape[0] != len(self.paths):
                 raise DatasetError(f"{masks_file}: {self.masks.shape[0]} mask sets for {len(self.paths)} "
                                    f"PNGs in {self.image_folder}; expected {CLEVR_LAYOUT}")
+            self._check_mask_size(masks_file)
             self.num_masks = self.masks.shape[1]
+
+    def _check_mask_size(self, masks_file: Path) -> None:
+        """Masks must cover the PNGs pixel for pixel (both are then cropped and resized alike)."""
+        try:
+            with Image.open(self.paths[0]) as png:
+                width, height = png.size
+        except OSError:
+            raise DatasetError(f"cannot read image {self.paths[0]}; expected {CLEVR_LAYOUT}") from None
+        if tuple(self.masks.shape[2:4]) != (height, width):
+            raise DatasetError(f"{masks_file}: masks are {self.masks.shape[2]}x{self.masks.shape[3]} but the "
+                               f"PNGs in {self.image_folder} are {height}x{width}; the masks must have the "
+                               f"images' resolution")
 
     def _masks_file(self) -> Path | None:
         # Published test split: clevr_test/images/*.png with clevr_test/masks.npz.

@@ -168,7 +168,7 @@ def _check_token_grid(cfg, image_shape):
                         f"images give {tokens} VQ-VAE tokens")
 
 
-def _parse_vct_setup(argv, prog, description, add_arguments=None):
+def _parse_vct_setup(argv, prog, description, add_arguments=None, run_tag=""):
     parser = argparse.ArgumentParser(prog=prog, description=description)
     add_vct_arguments(parser)
     if add_arguments is not None:
@@ -192,7 +192,7 @@ def _parse_vct_setup(argv, prog, description, add_arguments=None):
                      "max_steps": args.max_steps, "dis_loss": False if args.wo_dis_loss else None}
         seed = args.seed
         precision = args.precision
-        stem = config_path.stem + ("-wo_dis" if args.wo_dis_loss else "") + f"-seed{seed}"
+        stem = config_path.stem + run_tag + ("-wo_dis" if args.wo_dis_loss else "") + f"-seed{seed}"
         run_dir = _prepare_run_dir(args.out or ROOT / "runs" / stem, resuming=False)
     return args, run_dir, overrides, seed, precision
 
@@ -216,15 +216,17 @@ def ensure_vqvae(cfg, dist, device, seed, num_images):
 
 
 def vct_main(argv=None, prog="main_vct.py", description=VCT_DESCRIPTION, build=None, add_hooks=None,
-             add_arguments=None):
+             add_arguments=None, run_tag=""):
     """The VCT entry point every setting shares. ``build(cfg, device, num_channels, args)``
     returns the objective (default: VQ-VAE setting, ``build_vct``); ``add_hooks(trainer,
     objective, batches, data, cfg, run_dir, device, seed)`` adds the periodic image grids and
     metrics (default: ``add_vct_hooks``); ``add_arguments(parser)`` adds a setting's own flags
-    (a flag that must survive --resume should become a gin binding or RunConfig override)."""
+    (a flag that must survive --resume should become a gin binding or RunConfig override);
+    ``run_tag`` goes into the default run directory name (runs/<config><tag>-seed<seed>)."""
     build = build or build_vct
     add_hooks = add_hooks or add_vct_hooks
-    args, run_dir, overrides, seed, precision = _parse_vct_setup(argv, prog, description, add_arguments)
+    args, run_dir, overrides, seed, precision = _parse_vct_setup(argv, prog, description, add_arguments,
+                                                                 run_tag)
     cfg = bound_run_config(**overrides)
     seed_everything(seed)
     device = pick_device(args.device)

@@ -1,0 +1,205 @@
+"""The scene-decomposition setting (main_vct_mask.py) and main_vct.py on scene data, on a tiny
+synthetic scene world made once per module."""
+import json
+import re
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from models.mask_decoder import compose
+from tests.training.conftest import TINY_SHARED
+from training.cli import load_gin, run_main
+from training.config import bound_run_config
+from training.data import SceneBatches, build_dataset
+from training.mask_setting import add_mask_hooks, build_mask_vct, mask_main
+from training.run_log import RunLog, read_scalars
+from training.runs import VQVAE_EXPORT_NAME, train_vqvae, vct_main
+from training.visualize import mask_grid
+
+# The shapes3d tiny world's sizes and widths, on scenes, with the scene metrics on.
+TINY_SCENES = TINY_SHARED + """
+import models.mask_decoder
+import training.mask_setting
+make_synthetic_scenes.size = 32
+make_synthetic_scenes.num = 24
+make_synthetic_scenes.num_test = 6
+make_synthetic_scenes.progress = False
+get_dataset.resolution = 32
+get_args.name = 'synthetic_scenes'
+get_args.evaluate_at_end = True
+get_args.eval_interval = None
+MaskDecoder.hidden = 8
+MaskDecoder.query_features = 16
+scene_evaluation.num_images = 6
+scene_evaluation.batch_size = 4
+scene_evaluation.grid_images = 2
+"""
+
+
+@pytest.fixture(scope="module")
+def scene_world(tmp_path_factory):
+    """{'config', 'data', 'vqvae'}: 24 + 6 synthetic scenes at 32 px and a 16-step VQ-VAE."""
+    base = tmp_path_factory.mktemp("scene_world")
+    data, vqvae = base / "data", base / "vqvae" / VQVAE_EXPORT_NAME
+    config = base / "tiny_scenes_ce.gin"
+    config.write_text(TINY_SCENES.format(data=data, vqvae=vqvae))
+    load_gin([config])
+    train_vqvae("synthetic_scenes", data, vqvae.parent, hidden=16, k=8, epochs=1, batch_size=8,
+                max_steps=16, device="cpu", log_interval=4)
+    return {"config": config, "data": data, "vqvae": vqvae, "base": base}
+
+
+def tiny_mask_objective(scene_world, **overrides):
+    load_gin([scene_world["config"]])
+    cfg = bound_run_config(**overrides)
+    data = build_dataset(cfg.name, cfg.data_dir)
+    return build_mask_vct(cfg, torch.device("cpu")), data, cfg
+
+
+def run_in_process(main, argv, capsys):
+    """(exit code, stderr lines other than progress bars) of an entry point run through run_main."""
+    try:
+        run_main(main, [str(a) for a in argv])
+        code = 0
+    except SystemExit as exit_info:
+        code = exit_info.code
+    lines = capsys.readouterr().err.strip().splitlines()
+    return code, [line for line in lines if not re.search(r"\d+%\|", line)]
+
+
+def test_concept_masks_sum_to_one_and_composite_is_the_reconstruction(scene_world):
+    objective, data, cfg = tiny_mask_objective(scene_world)
+    images = SceneBatches(data)[np.arange(4)][0]
+    objective.eval()
+    out = objective.decompose(images)
+    assert out.masks.shape == (4, cfg.concepts_num, 32, 32)
+    torch.testing.assert_close(out.masks.sum(dim=1), torch.ones(4, 32, 32))
+    torch.testing.assert_close(objective.decode_concepts(objective.encode_images(images)), out.image)
+
+
+def test_mask_grid_rows_hold_image_reconstruction_concepts_and_segmentation(scene_world):
+    objective, data, cfg = tiny_mask_objective(scene_world)
+    images = SceneBatches(data)[np.arange(3)][0]
+    objective.eval()
+    grid = mask_grid(images, objective.decompose(images), pad=2)
+    assert grid.shape == (3, 3 * (32 + 2) + 2, (cfg.concepts_num + 3) * (32 + 2) + 2)
+    assert 0 <= grid.min() and grid.max() <= 1
+    torch.testing.assert_close(grid[:, 2:34, 2:34], (images[0] + 1) / 2)
+
+
+def test_one_training_step_lowers_the_loss(scene_world):
+    torch.manual_seed(0)
+    objective, data, _ = tiny_mask_objective(scene_world, swap_min_change=0.0)
+    images = SceneBatches(data)[np.arange(8)][0]
+    optimizer = torch.optim.Adam(objective.trainable_parameters(), lr=1e-3)
+    loss, logs = objective(images, torch.Generator().manual_seed(0))
+    assert {"im_loss", "dis_loss", "loss"} <= set(logs) and logs["swaps_kept"] > 0
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    after, _ = objective(images, torch.Generator().manual_seed(0))
+    assert after.item() < loss.item()
+    assert loss.item() == pytest.approx((logs["im_loss"] + logs["dis_loss"]).item(), rel=1e-6)
+
+
+class GroundTruthOracle(nn.Module):
+    """Stands in for encoder + mask decoder: the 'concepts' of an image are its ground-truth
+    masks (looked up by the image's pixels), decoded into masks equal to them."""
+
+    def __init__(self, *datasets):
+        super().__init__()
+        self.table = {image.numpy().tobytes(): masks for scenes in datasets
+                      for image, masks in (scenes[i] for i in range(len(scenes)))}
+
+    def encode_images(self, images):
+        return torch.stack([self.table[image.numpy().tobytes()] for image in images]).flatten(2).float()
+
+    def forward(self, concepts):
+        logits = (concepts - 0.5).unflatten(2, (32, 32)) * 50
+        return compose(torch.zeros(*logits.shape[:2], 3, 32, 32), logits)
+
+
+class HookCollector:
+    def __init__(self, run_dir):
+        self.hooks, self.log = [], RunLog(run_dir)
+
+    def add_hook(self, interval, fn, at_end=True):
+        self.hooks.append(fn)
+
+
+def test_ground_truth_masks_score_one_through_the_metrics_hook(scene_world, tmp_path):
+    from datasets import get_dataset
+    objective, data, cfg = tiny_mask_objective(scene_world)
+    oracle = GroundTruthOracle(data, get_dataset("clevr", cfg.data_dir, split="test", resolution=32))
+    objective.decoder, objective.encode_images = oracle, oracle.encode_images
+    trainer = HookCollector(tmp_path)
+    add_mask_hooks(trainer, objective, SceneBatches(data), data, cfg, tmp_path, torch.device("cpu"), 0)
+    for hook in trainer.hooks:
+        hook(7)
+    trainer.log.close()
+    saved = json.loads((tmp_path / "metrics" / "metrics_00000007.json").read_text())
+    scores = saved["results"]["scene_decomposition"]
+    assert scores["ari"] == 1.0 and scores["fg_ari"] == 1.0 and scores["mbo"] == 1.0
+    assert scores["num_images"] == 6 and saved["settings"]["split"] == "test"
+    assert trainer.last_metrics_path == tmp_path / "metrics" / "metrics_00000007.json"
+    logged = read_scalars(tmp_path, split="eval")[7]
+    assert [logged[name] for name in ("ari", "fg_ari", "mbo")] == [1.0, 1.0, 1.0]
+    assert (tmp_path / "images" / "masks_00000007.png").is_file()
+
+
+def test_main_vct_mask_end_to_end_then_resume(scene_world, tmp_path, capsys):
+    out = tmp_path / "run"
+    code, err = run_in_process(mask_main, ["--config", scene_world["config"], "--max_steps", 2,
+                                           "--device", "cpu", "--out", out], capsys)
+    assert code == 0, err[-5:]
+    assert (out / "checkpoints" / "checkpoint_00000002.pt").is_file()
+    metrics = json.loads((out / "metrics" / "metrics_00000002.json").read_text())
+    assert {"ari", "fg_ari", "mbo"} <= set(metrics["results"]["scene_decomposition"])
+    for grid in ("masks", "swap", "recon"):
+        assert (out / "images" / f"{grid}_00000002.png").is_file()
+    assert {"ari", "fg_ari", "mbo"} <= set(read_scalars(out, split="eval")[2])
+    state = torch.load(out / "checkpoints" / "checkpoint_00000002.pt", weights_only=True)
+    assert "query_decoder.latents" in state["decoder_model_state_dict"]
+
+    code, err = run_in_process(mask_main, ["--resume", out, "--max_steps", 3], capsys)
+    assert code == 0, err[-5:]
+    assert sorted(read_scalars(out)) == [1, 2, 3]
+    assert (out / "metrics" / "metrics_00000003.json").is_file()
+
+
+def test_main_vct_runs_on_scene_data(scene_world, tmp_path, capsys):
+    out = tmp_path / "vq"
+    code, err = run_in_process(vct_main, ["--config", scene_world["config"], "--max_steps", 2,
+                                          "--device", "cpu", "--out", out], capsys)
+    assert code == 0, err[-5:]
+    assert (out / "checkpoints" / "checkpoint_00000002.pt").is_file()
+    assert (out / "images" / "swap_00000002.png").is_file()
+
+
+def corrupt_masks_file(path):
+    path.write_bytes(path.read_bytes()[:100])
+
+
+def halve_masks_resolution(path):
+    with np.load(path) as archive:
+        masks = archive["masks"]
+    np.savez_compressed(path, masks=masks[:, :, ::2, ::2])
+
+
+@pytest.mark.parametrize("damage, expected", [
+    (corrupt_masks_file, ["masks.npz", "corrupt"]),
+    (lambda path: path.unlink(), ["no ground-truth instance masks"]),
+    (halve_masks_resolution, ["masks are 16x16", "are 32x32"]),
+], ids=["corrupt", "missing", "other_resolution"])
+def test_bad_heldout_masks_are_one_clear_line(scene_world, tmp_path, capsys, damage, expected):
+    data = tmp_path / "data"
+    shutil.copytree(scene_world["data"], data)
+    damage(data / "clevr" / "clevr_test" / "masks.npz")
+    code, err = run_in_process(mask_main, ["--config", scene_world["config"], "--max_steps", 1, "--device", "cpu",
+                                           "--out", tmp_path / "run", "--gin_bindings",
+                                           f"get_args.data_dir = '{data}'"], capsys)
+    assert code == 2 and len(err) == 1 and err[0].startswith("error: ")
+    assert all(text in err[0] for text in expected), err[0]
