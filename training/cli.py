@@ -96,6 +96,31 @@ def add_vct_arguments(parser: argparse.ArgumentParser):
     add_common_arguments(parser)
 
 
+class _GinBindingAction(argparse.Action):
+    """Store the flag's value as a gin binding appended to ``--gin_bindings``."""
+
+    def __init__(self, option_strings, dest, binding, convert=None, **kwargs):
+        super().__init__(option_strings, dest, **kwargs)
+        self.binding = binding
+        self.convert = convert
+
+    def __call__(self, parser, namespace, value, option_string=None):
+        if self.convert is not None:
+            value = self.convert(value)
+        bindings = list(getattr(namespace, "gin_bindings", None) or [])  # never the shared default
+        bindings.append(f"{self.binding} = {value!r}")
+        namespace.gin_bindings = bindings
+        setattr(namespace, self.dest, value)
+
+
+def add_gin_binding_flag(parser: argparse.ArgumentParser, flag, binding, type=str, convert=None, help=None):
+    """A flag that sets the gin parameter ``binding`` (e.g. ``get_args.clip_weights``): its value
+    becomes part of --gin_bindings, so the run's config.gin records it and --resume keeps it.
+    ``convert`` maps the parsed value before it is bound (e.g. a relative path to an absolute)."""
+    parser.add_argument(flag, type=type, default=None, action=_GinBindingAction, binding=binding,
+                        convert=convert, help=help)
+
+
 def pick_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")

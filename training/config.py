@@ -32,6 +32,11 @@ class RunConfig:
     lr: float = 1e-4
     dis_loss: bool = True                 # the concept disentangling loss (--wo_dis_loss turns off)
     swap_min_change: float = 1e-3         # drop swaps whose concept moved by <= this L2 norm
+    # CLIP tokenizer (main_vct_clip.py; main_vct.py ignores these)
+    concepts_num_clip: int = 10           # concept tokens of a CLIP run (published 10)
+    clip_tokens: int = 36                 # image tokens made from the CLIP feature (a 6x6 grid)
+    clip_weights: str = "openai"          # open_clip tag of ViT-B-32, a local file, or 'random[:SEED]'
+    clip_cache_dir: str = "checkpoints/clip/features"  # per-image feature cache ('' = no cache)
     # schedule and outputs
     num_epochs: int = 200
     max_steps: Optional[int] = None       # stop after this many steps (overrides num_epochs)
