@@ -1,5 +1,6 @@
 """A tiny world for training tests: 32 synthetic Shapes3D images at 32x32, a 2-step VQ-VAE,
 and a gin config with minimal widths, made once per test session."""
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -60,3 +61,16 @@ def run_script(*args, timeout=300, env=None):
     """Run a python script of the project in a subprocess; returns CompletedProcess."""
     return subprocess.run([sys.executable, *map(str, args)], cwd=ROOT, capture_output=True,
                           text=True, timeout=timeout, env=env)
+
+
+def run_in_process(main, argv, capsys):
+    """(exit code, stderr lines other than progress bars) of an entry point ``main(argv)`` run
+    through run_main in this process (0 when it returns without exiting)."""
+    from training.cli import run_main
+    try:
+        run_main(main, [str(a) for a in argv])
+        code = 0
+    except SystemExit as exit_info:
+        code = exit_info.code
+    lines = capsys.readouterr().err.strip().splitlines()
+    return code, [line for line in lines if not re.search(r"\d+%\|", line)]

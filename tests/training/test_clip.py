@@ -11,7 +11,7 @@ import torch
 
 import training.clip_setting
 from models.clip_tokenizer import CLIPImageTokenizer, clip_image_tower, state_sha256
-from tests.training.conftest import run_script
+from tests.training.conftest import run_in_process, run_script
 from training import checkpoint as ckpt
 from training.cli import UserError, load_gin, run_main
 from training.clip_setting import (CLIPFeatureCache, CLIPSetting, build_clip_vct, clip_main,
@@ -214,9 +214,7 @@ def test_bad_weights_files_are_clear_errors(tmp_path):
 
 
 def run_clip_in_process(argv, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        run_main(clip_main, argv)
-    return exit_info.value.code, capsys.readouterr().err.strip().splitlines()
+    return run_in_process(clip_main, argv, capsys)
 
 
 def test_missing_weights_file_is_one_clear_line(clip_world, capsys, tmp_path):

@@ -1,7 +1,6 @@
 """The scene-decomposition setting (main_vct_mask.py) and main_vct.py on scene data, on a tiny
 synthetic scene world made once per module."""
 import json
-import re
 import shutil
 
 import numpy as np
@@ -10,8 +9,8 @@ import torch
 from torch import nn
 
 from models.mask_decoder import compose
-from tests.training.conftest import TINY_SHARED
-from training.cli import load_gin, run_main
+from tests.training.conftest import TINY_SHARED, run_in_process
+from training.cli import load_gin
 from training.config import bound_run_config
 from training.data import SceneBatches, build_dataset
 from training.mask_setting import add_mask_hooks, build_mask_vct, mask_main
@@ -57,17 +56,6 @@ def tiny_mask_objective(scene_world, **overrides):
     cfg = bound_run_config(**overrides)
     data = build_dataset(cfg.name, cfg.data_dir)
     return build_mask_vct(cfg, torch.device("cpu")), data, cfg
-
-
-def run_in_process(main, argv, capsys):
-    """(exit code, stderr lines other than progress bars) of an entry point run through run_main."""
-    try:
-        run_main(main, [str(a) for a in argv])
-        code = 0
-    except SystemExit as exit_info:
-        code = exit_info.code
-    lines = capsys.readouterr().err.strip().splitlines()
-    return code, [line for line in lines if not re.search(r"\d+%\|", line)]
 
 
 def test_concept_masks_sum_to_one_and_composite_is_the_reconstruction(scene_world):

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from tests.training.conftest import ROOT, run_script
-from training.cli import load_gin, run_main
+from tests.training.conftest import ROOT, run_in_process, run_script
+from training.cli import load_gin
 from training.config import bound_run_config
 from training.data import GroundTruthBatches, StepBatchSampler, build_dataset
 from training.run_log import read_scalars
@@ -77,10 +77,7 @@ def test_batch_order_is_deterministic_resumable_and_disjoint_across_ranks():
 
 
 def run_vct_in_process(argv, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        run_main(vct_main, argv)
-    err = capsys.readouterr().err.strip().splitlines()
-    return exit_info.value.code, err
+    return run_in_process(vct_main, argv, capsys)
 
 
 def test_missing_config_is_one_clear_line(capsys, tmp_path):
