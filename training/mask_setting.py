@@ -24,7 +24,7 @@ from training.cli import UserError
 from training.data import SYNTHETIC, image_shape_of
 from training.objectives import VCTObjective
 from training.runs import add_vct_hooks, load_vqvae, vct_main
-from training.settings import VQTokenizer
+from training.settings import VQTokenizer, at_least_float32
 from training.visualize import mask_grid
 
 MASK_DESCRIPTION = ("Train VCT concept tokens with the mask decoder (scene decomposition): each "
@@ -42,7 +42,7 @@ class MaskSetting(VQTokenizer):
         return self.retokenize(images), images
 
     def reconstruction_loss(self, output, images):
-        return F.mse_loss(output.image.float(), images.float())
+        return F.mse_loss(at_least_float32(output.image), at_least_float32(images))
 
     @torch.no_grad()
     def detokenize(self, output, generator=None):
