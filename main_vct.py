@@ -4,7 +4,7 @@ See --help for the flags; configs/ for the settings. Torchrun runs it distribute
 torchrun --nproc_per_node N main_vct.py --config ... (batch size is per process).
 """
 from training.cli import run_main
-from training.runs import vct_main
 
 if __name__ == "__main__":
+    from training.runner import vct_main
     run_main(vct_main)

@@ -1,4 +1,4 @@
-"""Train VCT with a frozen CLIP image encoder as the tokenizer (spec section 8):
+"""Train VCT with a frozen CLIP image encoder as the tokenizer:
 
     python main_vct_clip.py --config shapes3d_ce.gin                  # published: ViT-B/32 'openai'
     python main_vct_clip.py --config toy_clip_ce.gin                  # CPU toy run, random CLIP weights
@@ -7,8 +7,10 @@
 The same flags, outputs, --resume and torchrun support as main_vct.py; see --help. Without
 network, a missing weights file is reported with the URL to fetch and where to save it.
 """
+import functools
+
 from training.cli import run_main
-from training.clip_setting import clip_main
 
 if __name__ == "__main__":
-    run_main(clip_main)
+    from training.runner import vct_main
+    run_main(functools.partial(vct_main, setting="clip"))

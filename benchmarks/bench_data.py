@@ -32,14 +32,7 @@ def child(code: str, *args: str) -> dict:
     prelude = textwrap.dedent("""
         import json, resource, sys, time
         import numpy as np
-        def peak_mb():
-            # VmHWM is this process image's own peak; ru_maxrss would include the parent's
-            # RSS at fork time, which Linux carries across exec.
-            with open("/proc/self/status") as status:
-                for line in status:
-                    if line.startswith("VmHWM:"):
-                        return int(line.split()[1]) / 1024
-            return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        from common.memory import peak_rss_mb as peak_mb
     """)
     result = subprocess.run([sys.executable, "-c", prelude + textwrap.dedent(code), *args],
                             cwd=ROOT, capture_output=True, text=True)

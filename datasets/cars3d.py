@@ -7,12 +7,13 @@ The resized images are cached in one .npy in mixed-radix row order.
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 from tqdm import tqdm
+
+from common.atomic import atomic_write
 
 from .array_cache import is_fresh
 from .errors import DatasetError
@@ -88,9 +89,13 @@ def _build_cache(files, cache: Path) -> None:
     first = _load_car(files[0])
     elevations, azimuths = first.shape[:2]
     shape = (elevations, azimuths, len(files), IMAGE_SIZE, IMAGE_SIZE, 3)
-    tmp = cache.with_name(cache.name + ".tmp")
-    out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
-    try:
+    # What np.lib.format.open_memmap does, on the temporary file object: header, then a memmap.
+    with atomic_write(cache, "w+b") as file:
+        np.lib.format.write_array_header_1_0(
+            file, {"descr": np.lib.format.dtype_to_descr(np.dtype(np.uint8)),
+                   "fortran_order": False, "shape": shape})
+        file.flush()
+        out = np.memmap(file, dtype=np.uint8, mode="r+", offset=file.tell(), shape=shape)
         for obj, path in enumerate(tqdm(files, desc=f"caching Cars3D ({len(files)} cars)", unit="car")):
             car = first if obj == 0 else _load_car(path)
             if car.shape[:2] != (elevations, azimuths):
@@ -101,10 +106,6 @@ def _build_cache(files, cache: Path) -> None:
                     out[e, a, obj] = _resize(car[e, a])
         out.flush()
         del out  # unmap before the rename
-    except BaseException:
-        tmp.unlink(missing_ok=True)  # never leave a half-written cache
-        raise
-    os.replace(tmp, cache)
 
 
 def load(data_dir: str | Path) -> Cars3D:

@@ -27,6 +27,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from common.atomic import atomic_write
+
 from .errors import DatasetError
 
 _BLOCK = 1 << 20
@@ -145,10 +147,8 @@ def _extract_cars(archive: Path, folder: Path) -> int:
                 # Only regular .mat files of the cars folder; never follow member paths.
                 if member.isfile() and name.suffix == ".mat" and "cars" in name.parts:
                     source = tar.extractfile(member)
-                    tmp = folder / (name.name + ".tmp")
-                    with source, open(tmp, "wb") as out:
+                    with source, atomic_write(folder / name.name, "wb") as out:
                         shutil.copyfileobj(source, out)
-                    os.replace(tmp, folder / name.name)
                     count += 1
     except (tarfile.TarError, OSError, EOFError):
         raise DatasetError(f"cannot unpack {archive} (corrupt download?); delete it and run again") from None

@@ -127,8 +127,3 @@ class IndexedGroundTruthData(GroundTruthData):
         return (f"{type(self).__name__}(factors={dict(zip(self.factor_names, self._factor_sizes))}, "
                 f"observation_shape={self._observation_shape})")
 
-
-def get_dataset(name: str | None = None, data_dir: str | None = None, **options):
-    """Dataset by name under ``data_dir``; see datasets.registry.get_dataset."""
-    from .registry import get_dataset as registry_get_dataset  # registry imports the loaders
-    return registry_get_dataset(name, data_dir, **options)

@@ -129,8 +129,8 @@ def bytes_features(payload: bytes) -> dict[str, np.ndarray]:
     """The bytes_list features of a serialized tf.train.Example, as uint8 arrays.
 
     Walks the protobuf wire format directly (Example.features -> map entries ->
-    Feature.bytes_list), which is ~10x faster than building a million one-byte
-    Python objects per scene through the protobuf classes.
+    Feature.bytes_list) instead of building a million one-byte Python objects
+    per scene through the protobuf classes.
     """
     features = {}
     for field, start, end in _length_fields(payload, 0, len(payload)):

@@ -58,7 +58,7 @@ class H5Rows:
                 slab = dataset[int(unique[0]):int(unique[-1]) + 1]
                 rows = slab[unique - unique[0]]
             else:
-                # Sparse request: row-by-row reads measured ~2x faster than h5py point selection.
+                # Sparse request: row-by-row reads beat h5py's point selection.
                 rows = np.empty((unique.size,) + self.shape[1:], dtype=self.dtype)
                 for position, row in enumerate(unique):
                     rows[position] = dataset[int(row)]

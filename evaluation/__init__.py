@@ -11,6 +11,7 @@ and does not pull in torch):
   (PCA(1) per concept or per-concept norm) with an on-disk cache.
 - ``evaluation.objects``: ARI, FG-ARI and mean best overlap for masks.
 - ``evaluation.toy_data``: tiny in-memory ground-truth datasets for tests.
+- ``evaluation.progress``: progress bars, off when stderr is not a terminal.
 - ``evaluation.errors``: the ``ValueError`` subclasses raised on bad input.
 """
 from .errors import EvaluationError, GroundTruthDataError, RepresentationError

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from .errors import EvaluationError
 from .objects import object_metrics
+from .progress import progress_bar
 
 
 def _heldout_batch(scenes, start, stop):
@@ -50,7 +50,7 @@ def evaluate_decomposition(segment, scenes, num_images=None, batch_size=64, devi
     count = len(scenes) if num_images is None else min(int(num_images), len(scenes))
     labels, truths = [], []
     starts = range(0, count, batch_size)
-    for start in tqdm(starts, disable=not progress, desc="scene decomposition", unit="batch"):
+    for start in progress_bar(starts, progress, desc="scene decomposition", unit="batch"):
         images, masks = _heldout_batch(scenes, start, min(start + batch_size, count))
         with torch.no_grad():
             if pass_segment_counts:

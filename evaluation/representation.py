@@ -1,29 +1,26 @@
 """From concept tokens to the per-image codes the disentanglement metrics read.
 
-VCT's published protocol (VCT_SPEC section 7): encode images to concept tokens
-(B, C, D), fit PCA with one component per concept over the evaluation images,
-and use the C projections as the code of an image. This module does that with
-any ``encode_fn`` (it never imports models/ or training/):
+VCT's published protocol: encode images to concept tokens (B, C, D), fit PCA
+with one component per concept over the evaluation images, and use the C
+projections as the code of an image. Every image of the dataset is encoded
+once into a code table; the metrics draw factors as usual and look the codes
+up by image index. This module does that with any ``encode_fn`` (it never
+imports models/ or training/):
 
     encode_fn(images: torch.Tensor (B, 3, H, W) in [-1, 1]) -> torch.Tensor (B, C, D)
 
-- ``encode_observations``: batched encoding with a progress bar under
-  ``torch.no_grad()``.
+- ``tabulate_representation``: the protocol; returns the pair
+  (``IndexedGroundTruthView``, ``CodeTable``) the metrics run on, cached per
+  checkpoint.
+- ``encode_observations``: batched encoding under ``torch.no_grad()``.
+- ``fit_projector`` / ``pca_fit_set``: the code map and the images it is fit
+  on (every image, or seeded samples).
 - ``fit_pca_per_concept`` / ``ConceptPCA``: the PCA(1) per concept. The
   covariance is accumulated in float64 batch by batch (shifted by the first
   batch's mean against cancellation), so the fit set never has to be held in
   memory; the component is the top eigenvector of each concept's covariance.
 - ``concept_norms`` / ``ConceptNorm``: the raw alternative, the L2 norm of each
   concept token.
-- ``make_representation_function``: a disentanglement_lib-style
-  ``representation_function(observations (B, H, W, C) in [0, 1]) -> (B, C)``,
-  fitting PCA on given observations, on ``num_fit`` seeded samples of a
-  ground-truth dataset, or on its whole factor grid, with an on-disk cache of
-  the fitted parameters keyed by checkpoint id, method and fit settings.
-- ``tabulate_representation``: the published protocol proper -- encode every
-  image of the dataset once and let the metrics look codes up by image index
-  (an ``IndexedGroundTruthView`` + ``CodeTable`` pair, cached per checkpoint).
-  Same numbers, each image encoded once instead of once per draw.
 
 ``encode_fn`` is called under ``torch.no_grad()``; putting the model in eval
 mode is the caller's job.
@@ -42,25 +39,26 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 import zipfile
 from typing import Callable
 
 import numpy as np
 import torch
 
+from common.atomic import atomic_write
+
 from .errors import EvaluationError, RepresentationError
 from .metrics.utils import check_ground_truth_data
+from .progress import progress_bar
 
 EncodeFn = Callable[[torch.Tensor], torch.Tensor]
 
 CACHE_FORMAT_VERSION = 1
 METHODS = ("pca", "norm")
 
-__all__ = ["ConceptPCA", "ConceptNorm", "ConceptRepresentation", "CodeTable",
-           "IndexedGroundTruthView", "GridObservations", "encode_observations",
-           "fit_pca_per_concept", "concept_norms", "make_representation_function",
-           "tabulate_representation", "observations_to_images"]
+__all__ = ["ConceptPCA", "ConceptNorm", "CodeTable", "IndexedGroundTruthView",
+           "GridObservations", "encode_observations", "fit_pca_per_concept", "concept_norms",
+           "fit_projector", "pca_fit_set", "tabulate_representation", "observations_to_images"]
 
 
 def observations_to_images(observations) -> torch.Tensor:
@@ -89,14 +87,12 @@ def _check_tokens(tokens: torch.Tensor, batch: int) -> torch.Tensor:
 def _iter_token_batches(encode_fn: EncodeFn, observations, batch_size: int, device=None,
                         progress: bool = False, desc: str = "encoding"):
     """Yield float32 numpy tokens (b, C, D) for consecutive slices of ``observations``."""
-    from tqdm.auto import tqdm
-
     if batch_size < 1:
         raise EvaluationError(f"batch_size must be >= 1, got {batch_size}")
     num = len(observations)
     starts = range(0, num, batch_size)
     with torch.no_grad():
-        for start in tqdm(starts, desc=desc, disable=not progress, unit="batch", leave=False):
+        for start in progress_bar(starts, progress, desc=desc, unit="batch"):
             chunk = observations[start:start + batch_size]
             images = observations_to_images(chunk)
             if device is not None:
@@ -225,43 +221,6 @@ def fit_pca_per_concept(tokens, batch_size: int = 4096) -> ConceptPCA:
     return accumulator.finalize()
 
 
-class ConceptRepresentation:
-    """``representation_function``: observations (B, H, W, C) in [0, 1] -> float32 (B, C)."""
-
-    def __init__(self, encode_fn: EncodeFn, projector, batch_size: int = 64, device=None):
-        self.encode_fn = encode_fn
-        self.projector = projector
-        self.batch_size = int(batch_size)
-        self.device = device
-        self.cache_path: str | None = None
-        self.cache_hit = False
-        self.fit_tokens: np.ndarray | None = None
-
-    @property
-    def method(self) -> str:
-        return self.projector.method
-
-    def __call__(self, observations) -> np.ndarray:
-        codes = [self.projector.transform(tokens) for tokens in _iter_token_batches(
-            self.encode_fn, observations, self.batch_size, self.device)]
-        if not codes:
-            return np.zeros((0, 0), np.float32)
-        return np.concatenate(codes, axis=0)
-
-
-def _safe_name(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("._")[:80] or "checkpoint"
-
-
-def _fingerprint_observations(observations) -> dict:
-    info = {"shape": [int(s) for s in np.shape(observations)],
-            "dtype": str(getattr(observations, "dtype", ""))}
-    if isinstance(observations, np.ndarray):
-        info["blake2b"] = hashlib.blake2b(np.ascontiguousarray(observations).data,
-                                          digest_size=16).hexdigest()
-    return info
-
-
 class _SampledObservations:
     """Sliceable view of ``num`` seeded samples of a ground-truth dataset.
 
@@ -314,6 +273,39 @@ class GridObservations:
         return self.data.sample_observations_from_factors(factors, self.random_state)
 
 
+def pca_fit_set(ground_truth_data, num_fit: int | None = None, fit_seed: int = 0):
+    """The images the PCA is fit on, as a sliceable view: every image of the factor grid
+    (``num_fit=None``, the published protocol) or ``num_fit`` samples drawn with
+    ``np.random.RandomState(fit_seed)``, one draw per slice the encoder reads."""
+    check_ground_truth_data(ground_truth_data)
+    if num_fit is None:
+        return GridObservations(ground_truth_data)
+    if num_fit < 2:
+        raise EvaluationError(f"num_fit must be >= 2, got {num_fit}")
+    return _SampledObservations(ground_truth_data, num_fit, fit_seed)
+
+
+def fit_projector(encode_fn: EncodeFn, observations, method: str = "pca", batch_size: int = 64,
+                  device=None, progress: bool = True):
+    """The map from concept tokens to codes: a ``ConceptPCA`` fit on the tokens of
+    ``observations`` (images (N, H, W, C) in [0, 1], any sliceable array-like, encoded
+    ``batch_size`` at a time and never held in memory), or for ``method='norm'`` a
+    ``ConceptNorm``, which fits nothing (``observations`` is then not read)."""
+    if method not in METHODS:
+        raise EvaluationError(f"method must be one of {METHODS}, got {method!r}")
+    if method == "norm":
+        return ConceptNorm()
+    accumulator = _CovarianceAccumulator()
+    for tokens in _iter_token_batches(encode_fn, observations, batch_size, device, progress,
+                                      desc="encoding PCA fit set"):
+        accumulator.update(tokens)
+    return accumulator.finalize()
+
+
+def _safe_name(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("._")[:80] or "checkpoint"
+
+
 def _cache_file(cache_dir: str, cache_key: str, settings: dict) -> str:
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
     return os.path.join(cache_dir, f"{_safe_name(cache_key)}-{settings['method']}-{digest}.npz")
@@ -332,122 +324,16 @@ def _load_cache(path: str | None, required: tuple) -> dict | None:
         return None
 
 
-def _save_npz_atomic(path: str, arrays: dict) -> None:
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    handle, tmp_path = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=directory)
-    try:
-        with os.fdopen(handle, "wb") as tmp:
-            np.savez(tmp, **arrays)
-        os.chmod(tmp_path, 0o644)
-        os.replace(tmp_path, path)
-    except BaseException:
-        if os.path.exists(tmp_path):
-            os.unlink(tmp_path)
-        raise
-
-
-def make_representation_function(encode_fn: EncodeFn, fit_observations=None, *,
-                                 ground_truth_data=None, num_fit: int | None = 10000,
-                                 fit_seed: int = 0, method: str = "pca", batch_size: int = 64,
-                                 device=None, cache_dir: str | None = None,
-                                 cache_key: str | None = None, keep_tokens: bool = False,
-                                 progress: bool = True) -> ConceptRepresentation:
-    """Build a representation function from a concept encoder.
-
-    Args:
-      encode_fn: images (B, 3, H, W) in [-1, 1] -> concept tokens (B, C, D).
-      fit_observations: images (N, H, W, C) in [0, 1] to fit the PCA on (any
-        sliceable array-like). Alternatively give ``ground_truth_data``:
-      ground_truth_data: fit on ``num_fit`` observations sampled from it with
-        ``np.random.RandomState(fit_seed)`` (``batch_size`` per draw), or, with
-        ``num_fit=None``, on every image of its factor grid (the published
-        protocol; needs ``num_observations`` and ``index_to_factors``).
-      method: 'pca' (published) or 'norm' (per-concept L2 norm; nothing is fit).
-      batch_size: images per encoder call, for the fit and for the metrics.
-      device: where the images are sent before ``encode_fn`` (None: left on CPU).
-      cache_dir, cache_key: when both are given, the fitted PCA is stored in
-        ``cache_dir`` under a file named from ``cache_key`` (e.g. a checkpoint
-        path + step or hash), the method and a hash of the fit settings; a
-        later call with the same key and settings loads it and does not encode
-        the fit set again. The key must change when the weights change.
-      keep_tokens: also keep (and cache) the fit set's tokens (N, C, D) as
-        ``.fit_tokens`` -- 10000 x 20 x 256 float32 is 200 MB, hence off by default.
-      progress: tqdm bar while encoding the fit set.
-    """
-    if method not in METHODS:
-        raise EvaluationError(f"method must be one of {METHODS}, got {method!r}")
-    if method == "norm":
-        return ConceptRepresentation(encode_fn, ConceptNorm(), batch_size, device)
-
-    if (fit_observations is None) == (ground_truth_data is None):
-        raise EvaluationError("give exactly one of fit_observations or ground_truth_data to fit the PCA")
-    if ground_truth_data is not None:
-        check_ground_truth_data(ground_truth_data)
-        if num_fit is None:
-            source = GridObservations(ground_truth_data)
-        else:
-            if num_fit < 2:
-                raise EvaluationError(f"num_fit must be >= 2, got {num_fit}")
-            source = _SampledObservations(ground_truth_data, num_fit, fit_seed)
-        fingerprint = {"dataset": type(ground_truth_data).__name__,
-                       "path": str(getattr(ground_truth_data, "path", "")),
-                       "factors_num_values": [int(v) for v in ground_truth_data.factors_num_values],
-                       "observation_shape": [int(v) for v in
-                                             getattr(ground_truth_data, "observation_shape", ())],
-                       "num_fit": None if num_fit is None else int(num_fit),
-                       "fit_seed": int(fit_seed), "sample_batch": int(batch_size)}
-    else:
-        source = fit_observations
-        fingerprint = {"observations": _fingerprint_observations(fit_observations)}
-
-    cache_path = None
-    if cache_dir is not None and cache_key is not None:
-        settings = {"version": CACHE_FORMAT_VERSION, "key": str(cache_key), "method": method,
-                    "fit": fingerprint, "keep_tokens": bool(keep_tokens)}
-        cache_path = _cache_file(cache_dir, str(cache_key), settings)
-    elif (cache_dir is None) != (cache_key is None):
-        raise EvaluationError("caching needs both cache_dir and cache_key")
-
-    stored = _load_cache(cache_path, ("mean", "components", "explained_variance", "num_samples")
-                         + (("tokens",) if keep_tokens else ()))
-    if stored is not None:
-        representation = ConceptRepresentation(encode_fn, ConceptPCA.from_state(stored),
-                                               batch_size, device)
-        representation.cache_path, representation.cache_hit = cache_path, True
-        representation.fit_tokens = stored.get("tokens")
-        return representation
-
-    accumulator = _CovarianceAccumulator()
-    kept = [] if keep_tokens else None
-    for tokens in _iter_token_batches(encode_fn, source, batch_size, device, progress,
-                                      desc="encoding PCA fit set"):
-        accumulator.update(tokens)
-        if kept is not None:
-            kept.append(tokens)
-    projector = accumulator.finalize()
-    fit_tokens = np.concatenate(kept, axis=0) if kept else None
-
-    representation = ConceptRepresentation(encode_fn, projector, batch_size, device)
-    representation.fit_tokens = fit_tokens
-    if cache_path is not None:
-        arrays = projector.state()
-        if fit_tokens is not None:
-            arrays["tokens"] = fit_tokens
-        _save_npz_atomic(cache_path, arrays)
-        representation.cache_path = cache_path
-    return representation
-
-
 class IndexedGroundTruthView:
     """A ground-truth dataset whose observations are their row indices in the factor grid.
 
     Paired with a ``CodeTable`` this is VCT's published evaluation: every
     image is encoded once and the metrics look codes up by image index. Factor
     sampling is the wrapped dataset's own (same random draws); observations
-    are ``factors_to_index(factors)`` and draw nothing, so the random stream
-    matches the image-based run for datasets whose images are a deterministic
-    function of the factors (Shapes3D, MPI3D, dSprites, Cars3D).
+    are ``factors_to_index(factors)`` and draw nothing, so a metric draws the
+    same random numbers as on the images themselves for datasets whose images
+    are a deterministic function of the factors (Shapes3D, MPI3D, dSprites,
+    Cars3D).
     """
 
     def __init__(self, ground_truth_data):
@@ -457,7 +343,7 @@ class IndexedGroundTruthView:
         if missing:
             raise EvaluationError(
                 f"{type(ground_truth_data).__name__} cannot be tabulated (missing "
-                f"{', '.join(missing)}); use make_representation_function instead")
+                f"{', '.join(missing)}): its images are not indexed by a factor grid")
         self.data = ground_truth_data
 
     def __getattr__(self, name):
@@ -472,6 +358,10 @@ class IndexedGroundTruthView:
     @property
     def factors_num_values(self):
         return self.data.factors_num_values
+
+    @property
+    def factor_names(self):
+        return self.data.factor_names
 
     def sample_factors(self, num, random_state):
         return self.data.sample_factors(num, random_state)
@@ -513,18 +403,22 @@ def tabulate_representation(encode_fn: EncodeFn, ground_truth_data, *, method: s
     """Encode every image of the dataset once; returns ``(data_view, code_table)``.
 
     Pass both to the metrics (``run_metrics(data_view, code_table)``) instead of
-    the dataset and an image-based representation function: the numbers are the
-    same (same factor draws, same codes), but each image is encoded once instead
-    of once per draw -- the BetaVAE + FactorVAE protocol alone draws ~2.9M images
-    from Shapes3D's 480k. "Same codes" holds to the last bit only if the encoder's
+    the dataset and a representation function that encodes the images it is
+    given: the numbers are the same (same factor draws, same codes), but each
+    image is encoded once instead of once per draw -- the BetaVAE + FactorVAE
+    protocol alone draws ~2.9M images from Shapes3D's 480k. "Same codes" holds to the last bit only if the encoder's
     output for an image does not depend on the batch it is in; float32 kernels
     often round differently per batch size, which can move a score by a few
     test points.
 
-    The PCA is fit as in ``make_representation_function``: ``num_fit=None``
-    (the published protocol) fits on every image, which costs a second pass
-    over the dataset; an integer fits on that many seeded samples. The table
-    (num_observations x C float32) and the PCA are cached like there.
+    The PCA is fit on ``pca_fit_set(ground_truth_data, num_fit, fit_seed)``:
+    ``num_fit=None`` (the published protocol) fits on every image, which costs a
+    second pass over the dataset; an integer fits on that many seeded samples.
+    With ``cache_dir`` and ``cache_key`` the table (num_observations x C float32)
+    and the PCA are stored in ``cache_dir`` under a file named from the key
+    (e.g. checkpoint path + step), the method and a hash of the settings; a later
+    call with the same key and settings loads them instead of encoding. The key
+    must change when the weights change.
     """
     view = IndexedGroundTruthView(ground_truth_data)
     if method not in METHODS:
@@ -551,9 +445,8 @@ def tabulate_representation(encode_fn: EncodeFn, ground_truth_data, *, method: s
         table.cache_path, table.cache_hit = cache_path, True
         return view, table
 
-    projector = make_representation_function(
-        encode_fn, ground_truth_data=ground_truth_data, num_fit=num_fit, fit_seed=fit_seed,
-        method=method, batch_size=batch_size, device=device, progress=progress).projector
+    fit_set = pca_fit_set(ground_truth_data, num_fit, fit_seed) if method == "pca" else None
+    projector = fit_projector(encode_fn, fit_set, method, batch_size, device, progress)
     codes = np.concatenate([projector.transform(tokens) for tokens in _iter_token_batches(
         encode_fn, GridObservations(ground_truth_data), batch_size, device, progress,
         desc="encoding every image")], axis=0)
@@ -562,6 +455,7 @@ def tabulate_representation(encode_fn: EncodeFn, ground_truth_data, *, method: s
         arrays = {"codes": codes}
         if method == "pca":
             arrays.update(projector.state())
-        _save_npz_atomic(cache_path, arrays)
+        with atomic_write(cache_path, "wb") as file:
+            np.savez(file, **arrays)
         table.cache_path = cache_path
     return view, table

@@ -13,6 +13,7 @@ Typical use (the top-level evaluate.py and training's periodic evaluation)::
 """
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import logging
@@ -20,11 +21,14 @@ import math
 import numbers
 import os
 import subprocess
-import tempfile
 import time
+import warnings
 from typing import Iterable, Mapping
 
 import numpy as np
+from sklearn.exceptions import ConvergenceWarning
+
+from common.atomic import atomic_write
 
 from .metrics import METRICS, VCT_PROTOCOL
 from .errors import EvaluationError
@@ -40,6 +44,9 @@ def run_metrics(ground_truth_data, representation_function,
                 metrics: Iterable[str] = VCT_PROTOCOL, random_state_seed: int = 0,
                 timings: dict | None = None, **overrides) -> dict:
     """Compute the named metrics; returns ``{metric name: {score name: value}}``.
+
+    A metric during which sklearn warned that a fit did not converge also gets
+    ``"warnings": ["ConvergenceWarning: <first line>", ...]``; nothing is printed for them.
 
     Args:
       ground_truth_data: object with the ground-truth interface (num_factors,
@@ -74,14 +81,42 @@ def run_metrics(ground_truth_data, representation_function,
     for name in metrics:
         start = time.perf_counter()
         random_state = np.random.RandomState(random_state_seed)
-        scores = METRICS[name](ground_truth_data, representation_function, random_state,
-                               **dict(overrides.get(name, {})))
+        with _convergence_notes() as notes:
+            scores = METRICS[name](ground_truth_data, representation_function, random_state,
+                                   **dict(overrides.get(name, {})))
         elapsed = time.perf_counter() - start
         if timings is not None:
             timings[name] = elapsed
         logger.info("%s (%.1f s): %s", name, elapsed, scores)
         results[name] = to_jsonable(scores)
+        if notes:
+            results[name]["warnings"] = notes
     return results
+
+
+@contextlib.contextmanager
+def _convergence_notes():
+    """Collect sklearn's ConvergenceWarnings as one-line notes instead of printing them.
+
+    They come from the metrics' logistic regressions at every evaluation, 8 lines each, and
+    would bury the training log; the first line of each distinct one is kept for the results.
+    The warning filters in force still apply (an "ignore" or "error" filter for them wins);
+    other warnings are shown as usual.
+    """
+    notes = []
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            yield notes
+    finally:
+        for warning in caught:
+            if issubclass(warning.category, ConvergenceWarning):
+                lines = str(warning.message).strip().splitlines() or [""]
+                note = f"{warning.category.__name__}: {lines[0]}"
+                if note not in notes:
+                    notes.append(note)
+            else:
+                warnings.showwarning(warning.message, warning.category, warning.filename,
+                                     warning.lineno, warning.file, warning.line)
 
 
 def _format_value(value) -> str:
@@ -94,13 +129,20 @@ def _format_value(value) -> str:
     return str(value)
 
 
+def _is_score(value) -> bool:
+    """Numbers (and None, a NaN score after to_jsonable) go in the table; notes and
+    per-factor lists do not."""
+    return value is None or isinstance(value, (numbers.Number, np.bool_))
+
+
 def format_table(results: Mapping[str, Mapping[str, object]]) -> str:
-    """Aligned plain-text table: one row per (metric, score)."""
+    """Aligned plain-text table: one row per (metric, numeric score)."""
     rows = [("metric", "score", "value")]
     for metric, scores in results.items():
         if isinstance(scores, Mapping):
             for score, value in scores.items():
-                rows.append((str(metric), str(score), _format_value(value)))
+                if _is_score(value):
+                    rows.append((str(metric), str(score), _format_value(value)))
         else:
             rows.append((str(metric), "", _format_value(scores)))
     widths = [max(len(row[col]) for row in rows) for col in range(3)]
@@ -145,11 +187,9 @@ def git_commit(path: str | None = None) -> str | None:
 
 
 def write_results_json(path: str, results: Mapping, settings: Mapping | None = None) -> dict:
-    """Write ``{"results", "settings", "git_commit", "created"}`` to ``path`` atomically.
-
-    The JSON goes to a temporary file in the same directory, is flushed and
-    fsynced, then renamed over ``path`` with ``os.replace``, so a reader never
-    sees a half-written file. Returns the written payload.
+    """Write ``{"results", "settings", "git_commit", "created"}`` to ``path`` atomically
+    (fsynced before the rename: a reader never sees a half-written file, even after a crash).
+    Returns the written payload.
     """
     payload = {
         "results": to_jsonable(results),
@@ -157,19 +197,7 @@ def write_results_json(path: str, results: Mapping, settings: Mapping | None = N
         "git_commit": git_commit(),
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    handle, tmp_path = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=directory)
-    try:
-        with os.fdopen(handle, "w") as tmp:
-            json.dump(payload, tmp, indent=2, sort_keys=False, allow_nan=False)
-            tmp.write("\n")
-            tmp.flush()
-            os.fsync(tmp.fileno())
-        os.chmod(tmp_path, 0o644)  # mkstemp creates 0600
-        os.replace(tmp_path, path)
-    except BaseException:
-        if os.path.exists(tmp_path):
-            os.unlink(tmp_path)
-        raise
+    with atomic_write(path, "w", fsync=True) as file:
+        json.dump(payload, file, indent=2, sort_keys=False, allow_nan=False)
+        file.write("\n")
     return payload

@@ -1,4 +1,4 @@
-"""CLIP as VCT's image tokenizer (spec section 8, main_vct_clip.py).
+"""CLIP as VCT's image tokenizer (main_vct_clip.py).
 
 A frozen CLIP image encoder turns each image into one global feature; one small MLP per token
 (``MLP_layers``) turns that feature into the image tokens VCT_Encoder reads. The published

@@ -1,4 +1,4 @@
-"""Mask decoder of VCT's scene-decomposition setting (spec section 8, main_vct_mask.py).
+"""Mask decoder of VCT's scene-decomposition setting (main_vct_mask.py).
 
 Every concept token is decoded on its own into an RGB image and a mask logit map; the masks
 are a softmax over the concepts, and the image is the mask-weighted sum of the RGB images:
@@ -55,12 +55,12 @@ class MaskDecoder(nn.Module):
       (num_queries * query_features / start_size**2, start_size, start_size) feature map.
     hidden: channels of the conv decoder (published 256).
     image_size: output side in pixels; image_size / start_size must be a power of two >= 2.
-    The per-concept VCT_Decoder's other arguments (depth, dim, widths) come from the
-    VCT_Decoder gin bindings, as in the VQ-VAE setting.
+    concept_dim: width of the concept tokens (the per-concept VCT_Decoder's ``dim``); None
+      leaves it to the VCT_Decoder gin bindings, like its other arguments (depth, widths).
     """
 
     def __init__(self, image_size=64, num_channels=3, hidden=256, num_queries=4,
-                 query_features=256, start_size=4):
+                 query_features=256, start_size=4, concept_dim=None):
         super().__init__()
         stages = math.log2(image_size / start_size) if image_size >= start_size else -1
         if stages < 1 or stages != int(stages):
@@ -74,7 +74,10 @@ class MaskDecoder(nn.Module):
         self.num_channels = num_channels
         self.start_size = start_size
         self.map_channels = features // (start_size * start_size)
-        self.query_decoder = VCT_Decoder(index_num=query_features, z_index_dim=num_queries, ce_loss=True)
+        self.num_queries = num_queries
+        self.query_features = query_features
+        width = {} if concept_dim is None else {"dim": concept_dim}
+        self.query_decoder = VCT_Decoder(index_num=query_features, z_index_dim=num_queries, ce_loss=True, **width)
         stages = int(stages)
         before = min(2, stages - 1)  # published: 4 -> 16 px before the residual blocks
         layers = []

@@ -172,7 +172,7 @@ class VCT_Encoder(nn.Module):
     ``ce_loss=True`` creates the (unused) ``fc_layer`` the published class had, so its
     checkpoints load strictly. ``activation_checkpointing`` (not in the published class)
     recomputes each layer's activations in the backward pass: same gradients, far less memory
-    (the paper-config training step drops from ~8.5 GB to under 3 GB), one more forward.
+    (see benchmarks/RESULTS.md for what it saves), one more forward.
     """
 
     def __init__(self, *, index_num=10, depth=6, dim=256, z_index_dim=10, latent_dim=256,
@@ -182,7 +182,6 @@ class VCT_Encoder(nn.Module):
         super().__init__()
         self.dim = dim
         self.depth = depth
-        self.components = z_index_dim
         self.activation_checkpointing = activation_checkpointing
         self.max_freq = max_freq
         self.num_freq_bands = num_freq_bands
@@ -228,7 +227,6 @@ class VCT_Decoder(nn.Module):
         super().__init__()
         self.dim = dim
         self.depth = depth
-        self.components = z_index_dim
         self.activation_checkpointing = activation_checkpointing
         self.ce_loss = ce_loss
         self.fourier_encode_data = fourier_encode_data

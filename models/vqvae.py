@@ -1,4 +1,4 @@
-"""VQ-VAE image tokenizer (``VQ_CVAE``) with the published layout (spec section 5).
+"""VQ-VAE image tokenizer (``VQ_CVAE``) with the published layout.
 
 A 64x64 image becomes a 16x16 grid of ``d``-dim vectors, each snapped to the nearest of ``k``
 codebook entries: 256 image tokens and their code indices (VCT's reconstruction targets).
@@ -102,7 +102,7 @@ class VQ_CVAE(nn.Module):
     ``loss_function`` -> MSE + vq_coef * vq + commit_coef * commit.
     """
 
-    def __init__(self, d=256, k=128, bn=True, vq_coef=1.0, commit_coef=0.5, num_channels=3, **kwargs):
+    def __init__(self, d=256, k=128, bn=True, vq_coef=1.0, commit_coef=0.5, num_channels=3):
         super().__init__()
         self.d = d
         self.k = k

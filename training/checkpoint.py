@@ -1,13 +1,13 @@
 """Checkpoints: atomic writes, ``weights_only=True`` loads, and the state needed for an exact
 resume (step, RNG states, gin config). The published keys (``encoder_model_state_dict``,
 ``decoder_model_state_dict``, ``optimizer_state_dict``) are kept at the top level."""
-import os
 import re
 from pathlib import Path
 
 import torch
 
-from training.cli import UserError
+from common.atomic import atomic_write
+from training.errors import UserError, first_line
 
 FORMAT_VERSION = 1
 _STEP_FILE = re.compile(r"^checkpoint_(\d+)\.pt$")
@@ -16,11 +16,8 @@ _STEP_FILE = re.compile(r"^checkpoint_(\d+)\.pt$")
 def atomic_torch_save(obj, path: Path):
     """Write to a temporary name in the same folder, then rename: a crash never leaves a
     half-written file under the final name."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    with atomic_write(path, "wb") as file:
+        torch.save(obj, file)
 
 
 def load_checkpoint(path: Path, map_location="cpu") -> dict:
@@ -30,8 +27,7 @@ def load_checkpoint(path: Path, map_location="cpu") -> dict:
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # corrupt, truncated, or not a weights-only file
-        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise UserError(f"cannot read checkpoint {path}: {first_line}") from None
+        raise UserError(f"cannot read checkpoint {path}: {first_line(err)}") from None
 
 
 def rng_state(generators: dict) -> dict:
@@ -80,3 +76,36 @@ def load_model_state(module: torch.nn.Module, state_dict: dict, what: str, path)
         detail = lines[1] if len(lines) > 1 else lines[0]
         raise UserError(f"{path}: the {what} in this checkpoint does not fit the configured model "
                         f"({detail})") from None
+
+
+def prepare_run_dir(run_dir, resuming):
+    """Create ``run_dir``; a fresh run refuses a folder that already holds checkpoints."""
+    run_dir = Path(run_dir)
+    if not resuming and latest_checkpoint(run_dir) is not None:
+        raise UserError(f"{run_dir} already holds a run; continue it with --resume {run_dir} "
+                        f"or choose another --out")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return run_dir
+
+
+def resume_checkpoint(run_dir, resume):
+    """The newest checkpoint of ``run_dir`` when resuming (None otherwise)."""
+    if not resume:
+        return None
+    latest = latest_checkpoint(run_dir)
+    if latest is None:
+        raise UserError(f"--resume {run_dir}: no checkpoint in {Path(run_dir) / 'checkpoints'}")
+    return latest
+
+
+def find_checkpoint(path) -> Path:
+    """A checkpoint file, or the newest checkpoint of a run directory."""
+    path = Path(path)
+    if path.is_dir():
+        latest = latest_checkpoint(path)
+        if latest is None:
+            raise UserError(f"no checkpoint under {path / 'checkpoints'}")
+        return latest
+    if not path.is_file():
+        raise UserError(f"checkpoint not found: {path}")
+    return path

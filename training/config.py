@@ -2,8 +2,9 @@
 
 The published configs bind ``get_args.*`` (``{name}_ce.gin``: name, data_dir, batch_size;
 ``{name}_shared.gin``: model sizes, lr, VQ-VAE path, schedule); we keep that binding name so
-those files port with few edits. Every field is documented here; command-line flags override
-the gin values where both exist.
+those files port with few edits. Every field is documented here; a command-line flag
+(``--batch_size``, ``--concepts_num``, ``--wo_dis_loss``, ``--max_steps``, ...) is a binding of
+one of them, appended after the config files. ``RunConfig()`` is the bound configuration.
 """
 import dataclasses
 from typing import Optional
@@ -46,13 +47,3 @@ class RunConfig:
     image_interval: Optional[int] = None  # image grids every N steps (None: save_interval; 0: never)
     keep_checkpoints: int = 3             # newest step checkpoints kept (the final one always)
     evaluate_at_end: bool = True
-
-
-def bound_run_config(**overrides) -> RunConfig:
-    """The gin-bound RunConfig with command-line overrides (None values are ignored)."""
-    config = RunConfig()
-    changes = {k: v for k, v in overrides.items() if v is not None}
-    unknown = set(changes) - {f.name for f in dataclasses.fields(RunConfig)}
-    if unknown:
-        raise ValueError(f"unknown run settings: {sorted(unknown)}")
-    return dataclasses.replace(config, **changes)

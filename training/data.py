@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from datasets import get_dataset
 from datasets.ground_truth import GroundTruthData
 from datasets.synthetic import make_synthetic_scenes, make_synthetic_shapes3d
-from training.cli import UserError
+from training.errors import UserError
 
 SYNTHETIC = {
     # config name -> (maker, the real-format loader it writes for)
@@ -69,6 +69,18 @@ class SceneBatches(Dataset):
         items = [self.scenes[int(i)] for i in indices]
         return (torch.stack([image for image, _ in items]), torch.stack([masks for _, masks in items]),
                 torch.from_numpy(indices))
+
+
+def seed_everything(seed: int):
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+
+
+def fixed_batch(batches, count, seed=0):
+    """The same ``count`` images every time (for image grids)."""
+    gen = torch.Generator().manual_seed(seed)
+    indices = torch.randperm(len(batches), generator=gen)[:count].numpy()
+    return batches[np.sort(indices)][0]
 
 
 def batches_for(data):

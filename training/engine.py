@@ -17,13 +17,10 @@ import gin
 import torch
 from tqdm import tqdm
 
-try:
-    import resource
-except ImportError:  # not on Windows
-    resource = None
-
+from common.memory import peak_rss_mb
 from training import checkpoint as ckpt
 from training.data import StepBatchSampler, make_loader
+from training.errors import UserError
 from training.run_log import RunLog
 
 
@@ -49,8 +46,8 @@ def limit_cpu_heap_growth(enabled=False, mmap_threshold_mb=1):
     glibc raises its mmap threshold each time a large block is freed, after which big tensors
     come from the heap and fragment it: the peak RSS of a CPU run creeps up step after step. A
     fixed threshold keeps every tensor over ``mmap_threshold_mb`` in its own mapping, returned
-    to the OS when freed. It costs page faults on every large allocation (the toy step measured
-    ~1.6x slower), so it is off by default. No effect with other C libraries or platforms."""
+    to the OS when freed. It costs page faults on every large allocation (small-model steps get
+    slower; benchmarks/RESULTS.md), so it is off by default. No effect with other C libraries or platforms."""
     if not enabled:
         return
     try:
@@ -150,7 +147,7 @@ class Trainer:
     def restore(self, path: Path):
         state = ckpt.load_checkpoint(path, map_location=self.device)
         if state.get("format_version") != ckpt.FORMAT_VERSION:
-            raise ckpt.UserError(f"{path}: checkpoint format {state.get('format_version')} is not "
+            raise UserError(f"{path}: checkpoint format {state.get('format_version')} is not "
                                  f"{ckpt.FORMAT_VERSION}")
         self.objective.load_model_state(state, lambda m, sd, what: ckpt.load_model_state(m, sd, what, path))
         self.optimizer.load_state_dict(state["optimizer_state_dict"])
@@ -228,8 +225,9 @@ class Trainer:
     def _memory_use(self):
         """Peak resident memory of this process (and peak CUDA memory), in GiB."""
         use = {}
-        if resource is not None:
-            use["peak_rss_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
+        peak_mb = peak_rss_mb()
+        if peak_mb is not None:
+            use["peak_rss_gb"] = peak_mb / 1024
         if self.device.type == "cuda":
             use["peak_gpu_memory_gb"] = torch.cuda.max_memory_allocated(self.device) / 2**30
         return use

@@ -1,9 +1,9 @@
-"""The concept disentangling loss (spec section 6), written once against the setting interface
-(``detokenize`` / ``retokenize``, see training/settings.py)."""
+"""The concept disentangling loss, written once against the tokenizer interface
+(``detokenize`` / ``retokenize``, see training/settings/vq.py)."""
 import torch
 import torch.nn.functional as F
 
-from training.settings import at_least_float32
+from training.precision import at_least_float32
 
 
 def sample_swaps(batch, num_concepts, generator=None, device=None):
@@ -31,12 +31,12 @@ def _map_outputs(fn, *outputs):
     return type(first)(*fields) if hasattr(first, "_fields") else type(first)(fields)
 
 
-def concept_disentangling_loss(encoder, decoder, setting, concepts, generator=None, min_change=1e-3,
+def concept_disentangling_loss(encoder, decoder, tokenizer, concepts, generator=None, min_change=1e-3,
                                decoded=None):
     """CE(normalised per-concept distance between the re-tokenised original and swapped sets,
     swapped concept index). Returns (loss, number of samples kept).
 
-    Detokenising runs without gradient; the re-tokenisation (``setting.retokenize``, then
+    Detokenising runs without gradient; the re-tokenisation (``tokenizer.retokenize``, then
     ``encoder``) runs with it, so the encoder (and a trainable tokenizer part) is trained.
     ``decoded`` is ``decoder(concepts)`` when the caller has it already (the reconstruction
     loss needs it): the original set is then not decoded a second time -- the same values, as
@@ -61,8 +61,8 @@ def concept_disentangling_loss(encoder, decoder, setting, concepts, generator=No
         else:
             both = _map_outputs(lambda org, swap: torch.cat([org.detach()[keep], swap]),
                                 decoded, decoder(swapped[keep]))
-        images = setting.detokenize(both, generator)
-    retokenised = encoder(setting.retokenize(images))
+        images = tokenizer.detokenize(both, generator)
+    retokenised = encoder(tokenizer.retokenize(images))
     c_org, c_swap = retokenised[:kept], retokenised[kept:]
     distance = F.normalize(at_least_float32(c_org - c_swap).norm(dim=-1), dim=1)  # (kept, C)
     return F.cross_entropy(distance, concept[keep]), kept

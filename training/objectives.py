@@ -8,13 +8,10 @@ from torch import nn
 from models.visual_concept_tokenizor import VCT_Decoder, VCT_Encoder
 from models.vqvae import VQ_CVAE
 from training.losses import concept_disentangling_loss
-from training.settings import VQTokenizer
 
 
 class VQVAEObjective(nn.Module):
     """Trains the VQ-VAE tokenizer: MSE + vq + 0.5 commit (published)."""
-
-    checkpoint_key = "model_state_dict"
 
     def __init__(self, vqvae: VQ_CVAE):
         super().__init__()
@@ -43,30 +40,30 @@ class VQVAEObjective(nn.Module):
 
 
 class VCTObjective(nn.Module):
-    """im_loss (CE of the decoder's code logits against the VQ code indices) plus the concept
-    disentangling loss, over a tokenizer setting (training/settings.py). The setting may hold
-    trainable parts (CLIP's token MLP): they are optimised with the encoder and decoder and
-    saved in the checkpoint through ``setting.model_state()``."""
+    """The reconstruction loss of the decoder's output against the tokenizer's targets (VQ
+    code indices, or pixels) plus the concept disentangling loss, over a tokenizer (see
+    training/settings/vq.py). The tokenizer may hold trainable parts (CLIP's token MLP): they
+    are optimised with the encoder and decoder and saved through ``tokenizer.model_state()``."""
 
-    def __init__(self, encoder: VCT_Encoder, decoder: VCT_Decoder, setting: VQTokenizer,
+    def __init__(self, encoder: VCT_Encoder, decoder: VCT_Decoder, tokenizer,
                  dis_loss=True, swap_min_change=1e-3):
         super().__init__()
         self.encoder = encoder
         self.decoder = decoder
-        self.setting = setting
+        self.tokenizer = tokenizer
         self.use_dis_loss = dis_loss
         self.swap_min_change = swap_min_change
 
     def forward(self, images, generator=None, indices=None):
-        tokens, targets = self.setting.tokenize(images, indices)
+        tokens, targets = self.tokenizer.tokenize(images, indices)
         concepts = self.encoder(tokens)
         decoded = self.decoder(concepts)
-        im_loss = self.setting.reconstruction_loss(decoded, targets)
+        im_loss = self.tokenizer.reconstruction_loss(decoded, targets)
         logs = {"im_loss": im_loss.detach()}
         loss = im_loss
         if self.use_dis_loss:
             dis_loss, kept = concept_disentangling_loss(
-                self.encoder, self.decoder, self.setting, concepts, generator, self.swap_min_change,
+                self.encoder, self.decoder, self.tokenizer, concepts, generator, self.swap_min_change,
                 decoded=decoded)
             loss = loss + dis_loss
             logs["dis_loss"] = dis_loss.detach()
@@ -77,23 +74,23 @@ class VCTObjective(nn.Module):
     def model_state(self):
         return {"encoder_model_state_dict": self.encoder.state_dict(),
                 "decoder_model_state_dict": self.decoder.state_dict(),
-                **self.setting.model_state()}
+                **self.tokenizer.model_state()}
 
     def load_model_state(self, checkpoint, load):
         load(self.encoder, checkpoint["encoder_model_state_dict"], "VCT encoder")
         load(self.decoder, checkpoint["decoder_model_state_dict"], "VCT decoder")
-        self.setting.load_model_state(checkpoint, load)
+        self.tokenizer.load_model_state(checkpoint, load)
 
     def trainable_parameters(self):
-        """Encoder, decoder, then any trainable part of the setting (the optimiser's order)."""
+        """Encoder, decoder, then any trainable part of the tokenizer (the optimiser's order)."""
         return [p for p in self.parameters() if p.requires_grad]
 
     @torch.no_grad()
     def encode_images(self, images):
         """Images (B, C, H, W) in [-1, 1] -> concept tokens (B, concepts, dim)."""
-        return self.encoder(self.setting.tokenize(images)[0])
+        return self.encoder(self.tokenizer.tokenize(images)[0])
 
     @torch.no_grad()
     def decode_concepts(self, concepts):
         """Concept tokens -> images, with the most likely code per token (for pictures)."""
-        return self.setting.codes_to_images(self.decoder(concepts).argmax(dim=-1))
+        return self.tokenizer.codes_to_images(self.decoder(concepts).argmax(dim=-1))

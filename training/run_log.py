@@ -1,9 +1,12 @@
 """The run directory's logs: tensorboard scalars and images, and a scalars.jsonl twin that
 tests and scripts can read without tensorboard. Only rank 0 writes."""
 import json
+import time
 from pathlib import Path
 
 import torch
+
+from common.atomic import atomic_write_text
 
 
 class RunLog:
@@ -21,7 +24,7 @@ class RunLog:
             return
         kept = [line for line in self.scalars_path.read_text().splitlines()
                 if line.strip() and json.loads(line).get("step", 0) <= step]
-        self.scalars_path.write_text("".join(line + "\n" for line in kept))
+        atomic_write_text(self.scalars_path, "".join(line + "\n" for line in kept))
 
     @property
     def writer(self):
@@ -37,7 +40,7 @@ class RunLog:
         for name, value in values.items():
             self.writer.add_scalar(f"{prefix}/{name}", value, step)
         with open(self.scalars_path, "a") as f:
-            f.write(json.dumps({"step": step, "split": prefix, **values}) + "\n")
+            f.write(json.dumps({"step": step, "split": prefix, "time": round(time.time(), 3), **values}) + "\n")
 
     def image(self, step: int, tag: str, grid: torch.Tensor, path: Path = None):
         """``grid`` (3, H, W) in [0, 1]; also saved as PNG when ``path`` is given."""
@@ -49,9 +52,10 @@ class RunLog:
             path.parent.mkdir(parents=True, exist_ok=True)
             torchvision.utils.save_image(grid, str(path))
 
-    def text(self, name: str, content: str):
+    def text(self, tag: str, content: str, step: int = 0):
+        """Text in tensorboard (e.g. the operative gin config)."""
         if self.enabled:
-            (self.run_dir / name).write_text(content)
+            self.writer.add_text(tag, content, step)
 
     def close(self):
         if self._writer is not None:
@@ -66,5 +70,5 @@ def read_scalars(run_dir, split="train"):
         if line.strip():
             row = json.loads(line)
             if row.get("split") == split:
-                out[row.pop("step")] = {k: v for k, v in row.items() if k != "split"}
+                out[row.pop("step")] = {k: v for k, v in row.items() if k not in ("split", "time")}
     return out

@@ -14,9 +14,9 @@ import functools
 from evaluation.decomposition import evaluate_decomposition, kmeans_segments, single_segment
 from evaluation.runner import format_table, write_results_json
 from training.cli import load_gin, resolve_config, run_main
-from training.config import bound_run_config
+from training.config import RunConfig
 from training.data import build_dataset
-from training.mask_setting import heldout_scenes, scene_evaluation_settings
+from training.settings.mask import heldout_scenes, scene_evaluation_settings
 
 
 def scene_baselines(cfg, settings, seed=0, progress=True):
@@ -50,8 +50,9 @@ def main(argv=None):
     parser.add_argument("--gin_bindings", action="append", default=[], metavar="BINDING",
                         help="extra gin binding (repeatable)")
     args = parser.parse_args(argv)
-    load_gin([resolve_config(args.config)], args.gin_bindings)
-    cfg = bound_run_config(concepts_num=args.concepts_num)
+    concepts = [] if args.concepts_num is None else [f"get_args.concepts_num = {args.concepts_num}"]
+    load_gin([resolve_config(args.config)], args.gin_bindings + concepts)
+    cfg = RunConfig()
     settings = scene_evaluation_settings()
     if args.num_images is not None:
         settings["num_images"] = args.num_images

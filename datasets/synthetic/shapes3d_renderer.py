@@ -50,6 +50,8 @@ def _coverage(signed_distance: np.ndarray, size: int) -> np.ndarray:
 
 
 class Shapes3DRenderer:
+    factor_names = FACTOR_NAMES
+
     def __init__(self, size: int = 64, factor_sizes: Sequence[int] = FULL_FACTOR_SIZES):
         self.size = int(size)
         self.factor_sizes = tuple(int(s) for s in factor_sizes)

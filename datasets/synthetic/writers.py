@@ -1,7 +1,6 @@
-"""Write the synthetic datasets to disk in the real formats (temp name, then rename)."""
+"""Write the synthetic datasets to disk in the real formats (each file written atomically)."""
 from __future__ import annotations
 
-import os
 import zipfile
 from pathlib import Path
 from typing import Sequence
@@ -9,6 +8,8 @@ from typing import Sequence
 import numpy as np
 from PIL import Image
 from tqdm import tqdm
+
+from common.atomic import atomic_write
 
 from ..array_cache import npy_header
 from ..errors import DatasetError
@@ -49,23 +50,18 @@ def make_synthetic_shapes3d(out_dir: str | Path, size: int = 64,
     renderer = Shapes3DRenderer(size, factor_sizes)
     total = int(np.prod(factor_sizes))
     block = int(np.prod(factor_sizes[3:]))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with h5py.File(tmp, "w") as f:
-            images = f.create_dataset("images", (total, size, size, 3), dtype=np.uint8)
-            grid = np.array(np.unravel_index(np.arange(total), factor_sizes)).T
-            f.create_dataset("labels", data=renderer.labels(grid))
-            f.attrs.update({"synthetic_renderer_version": SHAPES3D_RENDERER_VERSION,
-                            "image_size": size, "factor_sizes": factor_sizes})
-            hues = np.ndindex(*factor_sizes[:3])  # the leading factors; one block each
-            for number, (floor, wall, obj) in enumerate(
-                    tqdm(hues, total=total // block, unit="block", disable=not progress,
-                         desc=f"rendering {total} Shapes3D images")):
-                images[number * block:(number + 1) * block] = renderer.render_block(floor, wall, obj)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    # h5py writes through the file object; HDF5 reads its own metadata back, hence "w+b".
+    with atomic_write(path, "w+b") as file, h5py.File(file, "w") as f:
+        images = f.create_dataset("images", (total, size, size, 3), dtype=np.uint8)
+        grid = np.array(np.unravel_index(np.arange(total), factor_sizes)).T
+        f.create_dataset("labels", data=renderer.labels(grid))
+        f.attrs.update({"synthetic_renderer_version": SHAPES3D_RENDERER_VERSION,
+                        "image_size": size, "factor_sizes": factor_sizes})
+        hues = np.ndindex(*factor_sizes[:3])  # the leading factors; one block each
+        for number, (floor, wall, obj) in enumerate(
+                tqdm(hues, total=total // block, unit="block", disable=not progress,
+                     desc=f"rendering {total} Shapes3D images")):
+            images[number * block:(number + 1) * block] = renderer.render_block(floor, wall, obj)
     return path
 
 
@@ -122,17 +118,13 @@ def _write_scene_split(renderer: SceneRenderer, rng, folder: Path, masks_file: P
     for old in folder.glob("CLEVR_*.png"):
         old.unlink()
     size = renderer.size
-    tmp = masks_file.with_name(masks_file.name + ".tmp")
-    try:
-        # Stream the masks into the npz member so memory stays flat for any count.
-        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as archive, \
-                archive.open("masks.npy", "w", force_zip64=True) as member:
-            member.write(npy_header(np.dtype(bool), (count, NUM_MASKS, size, size)))
-            for index in tqdm(range(count), disable=not progress, unit="scene",
-                              desc=f"rendering {count} scenes into {folder}"):
-                image, masks = renderer.sample(rng)
-                Image.fromarray(image).save(folder / f"CLEVR_{index:06d}.png")
-                member.write(np.ascontiguousarray(masks).tobytes())
-        os.replace(tmp, masks_file)
-    finally:
-        tmp.unlink(missing_ok=True)
+    # Stream the masks into the npz member so memory stays flat for any count.
+    with atomic_write(masks_file, "wb") as file, \
+            zipfile.ZipFile(file, "w", compression=zipfile.ZIP_DEFLATED) as archive, \
+            archive.open("masks.npy", "w", force_zip64=True) as member:
+        member.write(npy_header(np.dtype(bool), (count, NUM_MASKS, size, size)))
+        for index in tqdm(range(count), disable=not progress, unit="scene",
+                          desc=f"rendering {count} scenes into {folder}"):
+            image, masks = renderer.sample(rng)
+            Image.fromarray(image).save(folder / f"CLEVR_{index:06d}.png")
+            member.write(np.ascontiguousarray(masks).tobytes())

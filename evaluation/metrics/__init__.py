@@ -4,8 +4,8 @@ Every metric has disentanglement_lib's signature
 ``compute_x(ground_truth_data, representation_function, random_state, **settings) -> dict``
 and is a gin configurable under disentanglement_lib's name (``beta_vae_sklearn``,
 ``factor_vae_score``, ``mig``, ``dci``, ``sap_score``, ``modularity_explicitness``,
-``irs``); the three data arguments are on the denylist. Defaults are the VCT
-protocol values (VCT_SPEC section 7) and disentanglement_lib's configs otherwise.
+``irs``); the three data arguments are on the denylist. Defaults are the values
+of VCT's published evaluation and disentanglement_lib's configs otherwise.
 
 ``METRICS`` maps the short names used by ``evaluation.runner.run_metrics`` to
 the functions.

@@ -35,14 +35,7 @@ CHILD = textwrap.dedent("""
     import numpy as np
     from datasets import get_dataset
 
-    def peak_mb():
-        # VmHWM: this process image's own peak RSS (ru_maxrss would include the pytest
-        # parent's RSS at fork time, which Linux carries across exec).
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    from common.memory import peak_rss_mb as peak_mb
 
     baseline = peak_mb()
     data = get_dataset("shapes3d", sys.argv[1])

@@ -7,6 +7,7 @@ from sklearn.decomposition import PCA
 
 from evaluation import RepresentationError, representation as rp, toy_data
 from evaluation.metrics import mig
+from tests.evaluation.reference_representation import make_representation_function
 
 
 class FakeEncoder:
@@ -96,7 +97,7 @@ def test_norm_alternative():
     tokens = np.array([[[3.0, 4.0], [0.0, 1.0]]], dtype=np.float32)
     np.testing.assert_allclose(rp.concept_norms(tokens), [[5.0, 1.0]])
     encoder = FakeEncoder()
-    rep = rp.make_representation_function(encoder, method="norm", progress=False)
+    rep = make_representation_function(encoder, method="norm", progress=False)
     assert encoder.calls == 0  # nothing to fit
     obs = TinyImages().sample(3, np.random.RandomState(0))[1]
     expected = np.linalg.norm(rp.encode_observations(encoder, obs, progress=False), axis=2)
@@ -105,7 +106,7 @@ def test_norm_alternative():
 
 def test_representation_function_projects_new_observations(images):
     encoder = FakeEncoder()
-    rep = rp.make_representation_function(encoder, images, batch_size=64, progress=False)
+    rep = make_representation_function(encoder, images, batch_size=64, progress=False)
     assert encoder.images_seen == 200
     new = TinyImages().sample(10, np.random.RandomState(5))[1]
     expected = rep.projector.transform(rp.encode_observations(encoder, new, progress=False))
@@ -115,11 +116,11 @@ def test_representation_function_projects_new_observations(images):
 
 def test_fit_on_seeded_samples_of_a_dataset():
     data = TinyImages()
-    first = rp.make_representation_function(FakeEncoder(), ground_truth_data=data, num_fit=100,
+    first = make_representation_function(FakeEncoder(), ground_truth_data=data, num_fit=100,
                                             fit_seed=0, batch_size=32, progress=False)
-    again = rp.make_representation_function(FakeEncoder(), ground_truth_data=data, num_fit=100,
+    again = make_representation_function(FakeEncoder(), ground_truth_data=data, num_fit=100,
                                             fit_seed=0, batch_size=32, progress=False)
-    other = rp.make_representation_function(FakeEncoder(), ground_truth_data=data, num_fit=100,
+    other = make_representation_function(FakeEncoder(), ground_truth_data=data, num_fit=100,
                                             fit_seed=1, batch_size=32, progress=False)
     np.testing.assert_array_equal(first.projector.mean_, again.projector.mean_)
     assert not np.array_equal(first.projector.mean_, other.projector.mean_)
@@ -129,7 +130,7 @@ def test_fit_on_seeded_samples_of_a_dataset():
 def test_fit_on_the_whole_factor_grid():
     data = TinyImages()
     encoder = FakeEncoder()
-    rep = rp.make_representation_function(encoder, ground_truth_data=data, num_fit=None,
+    rep = make_representation_function(encoder, ground_truth_data=data, num_fit=None,
                                           batch_size=16, progress=False)
     assert encoder.images_seen == 60 and rep.projector.num_samples_ == 60
     grid = data.sample_observations_from_factors(data.index_to_factors(np.arange(60)), None)
@@ -137,48 +138,19 @@ def test_fit_on_the_whole_factor_grid():
     np.testing.assert_allclose(rep.projector.components_, direct.components_, atol=1e-8)
 
 
-def test_cache_skips_encoding_the_fit_set_and_misses_on_a_new_key(tmp_path, images):
-    kwargs = dict(cache_dir=str(tmp_path), batch_size=50, progress=False)
-    encoder = FakeEncoder()
-    first = rp.make_representation_function(encoder, images, cache_key="run1/step5000", **kwargs)
-    assert encoder.calls == 4 and not first.cache_hit and os.path.exists(first.cache_path)
-
-    encoder.calls = 0
-    second = rp.make_representation_function(encoder, images, cache_key="run1/step5000", **kwargs)
-    assert encoder.calls == 0 and second.cache_hit and second.cache_path == first.cache_path
-    np.testing.assert_array_equal(second.projector.components_, first.projector.components_)
-
-    third = rp.make_representation_function(encoder, images, cache_key="run1/step10000", **kwargs)
-    assert encoder.calls == 4 and not third.cache_hit
-    # same key, different fit set -> a different entry
-    encoder.calls = 0
-    fourth = rp.make_representation_function(encoder, images[:100], cache_key="run1/step5000", **kwargs)
-    assert encoder.calls == 2 and not fourth.cache_hit
-    assert len(os.listdir(tmp_path)) == 3
-
-
-def test_cache_can_keep_the_fit_tokens(tmp_path, images):
-    kwargs = dict(cache_dir=str(tmp_path), cache_key="ckpt", keep_tokens=True, progress=False)
-    encoder = FakeEncoder()
-    first = rp.make_representation_function(encoder, images, **kwargs)
-    loaded = rp.make_representation_function(encoder, images, **kwargs)
-    assert loaded.cache_hit and loaded.fit_tokens.shape == (200, 4, 6)
-    np.testing.assert_array_equal(loaded.fit_tokens, first.fit_tokens)
-
-
 def test_bad_encoder_output_is_reported(images):
     with pytest.raises(RepresentationError, match=r"concept tokens \(batch=64, C, D\)"):
-        rp.make_representation_function(lambda x: torch.zeros(len(x), 5), images, progress=False)
+        rp.encode_observations(lambda x: torch.zeros(len(x), 5), images, progress=False)
     with pytest.raises(RepresentationError, match="non-finite"):
-        rp.make_representation_function(lambda x: torch.full((len(x), 2, 3), float("nan")),
-                                        images, progress=False)
-    with pytest.raises(ValueError, match="exactly one of"):
-        rp.make_representation_function(FakeEncoder(), progress=False)
+        rp.tabulate_representation(lambda x: torch.full((len(x), 2, 3), float("nan")),
+                                   TinyImages(), progress=False)
+    with pytest.raises(ValueError, match="num_fit must be >= 2"):
+        rp.tabulate_representation(FakeEncoder(), TinyImages(), num_fit=1, progress=False)
 
 
 def test_plugs_into_the_metrics():
     data = TinyImages()
-    rep = rp.make_representation_function(FakeEncoder(), ground_truth_data=data, num_fit=200,
+    rep = make_representation_function(FakeEncoder(), ground_truth_data=data, num_fit=200,
                                           progress=False)
     score = mig.compute_mig(data, rep, np.random.RandomState(0), num_train=300)
     assert 0.0 <= score["discrete_mig"] <= 1.0
@@ -196,7 +168,7 @@ def test_tabulated_codes_give_the_same_metric_numbers():
                                              progress=False)
     assert encoder.images_seen == 120  # fit pass + table pass over the 60 images
     assert table.codes.shape == (60, 4)
-    direct = rp.make_representation_function(encoder, ground_truth_data=data, num_fit=None,
+    direct = make_representation_function(encoder, ground_truth_data=data, num_fit=None,
                                              batch_size=16, progress=False)
     np.testing.assert_array_equal(table.projector.components_, direct.projector.components_)
     encoder.images_seen = 0
@@ -212,14 +184,20 @@ def test_tabulated_codes_give_the_same_metric_numbers():
 def test_tabulated_codes_are_cached(tmp_path):
     data = TinyImages()
     encoder = FakeEncoder()
-    kwargs = dict(num_fit=30, batch_size=16, cache_dir=str(tmp_path), progress=False)
-    _, first = rp.tabulate_representation(encoder, data, cache_key="ckpt-a", **kwargs)
+    kwargs = dict(batch_size=16, cache_dir=str(tmp_path), progress=False)
+    _, first = rp.tabulate_representation(encoder, data, num_fit=30, cache_key="ckpt-a", **kwargs)
+    assert not first.cache_hit and os.path.exists(first.cache_path)
     encoder.calls = 0
-    _, again = rp.tabulate_representation(encoder, data, cache_key="ckpt-a", **kwargs)
-    assert encoder.calls == 0 and again.cache_hit
+    _, again = rp.tabulate_representation(encoder, data, num_fit=30, cache_key="ckpt-a", **kwargs)
+    assert encoder.calls == 0 and again.cache_hit and again.cache_path == first.cache_path
     np.testing.assert_array_equal(again.codes, first.codes)
-    _, other = rp.tabulate_representation(encoder, data, cache_key="ckpt-b", **kwargs)
+    np.testing.assert_array_equal(again.projector.components_, first.projector.components_)
+    _, other = rp.tabulate_representation(encoder, data, num_fit=30, cache_key="ckpt-b", **kwargs)
     assert encoder.calls > 0 and not other.cache_hit
+    # same key, different fit set -> a different entry
+    _, refit = rp.tabulate_representation(encoder, data, num_fit=40, cache_key="ckpt-a", **kwargs)
+    assert not refit.cache_hit
+    assert len(os.listdir(tmp_path)) == 3  # and no temporary file left behind
 
 
 def test_tabulation_needs_an_indexed_dataset():

@@ -107,3 +107,60 @@ def test_write_results_json_keeps_the_old_file_when_writing_fails(tmp_path, monk
         runner.write_results_json(str(path), {"mig": {"discrete_mig": 0.9}})
     assert path.read_text() == before
     assert os.listdir(tmp_path) == ["r.json"]
+
+
+def _unconverged_fit(ground_truth_data, representation_function, random_state, **settings):
+    """A tiny metric whose logistic regression stops before converging (sklearn warns)."""
+    import warnings
+    from sklearn.linear_model import LogisticRegression
+    factors, observations = ground_truth_data.sample(200, random_state)
+    codes = representation_function(observations)
+    model = LogisticRegression(max_iter=1).fit(codes, factors[:, 0])
+    warnings.warn("an unrelated warning", UserWarning)
+    return {"train_accuracy": model.score(codes, factors[:, 0]), "num_points": 200}
+
+
+def test_convergence_warnings_are_recorded_not_printed(monkeypatch, recwarn, capsys):
+    monkeypatch.setitem(runner.METRICS, "unconverged", _unconverged_fit)
+    data = toy_data.NoisyObservations((4, 5), 0.3)
+    results = runner.run_metrics(data, lambda x: x.reshape(len(x), -1), metrics=("unconverged",))
+    notes = results["unconverged"]["warnings"]
+    assert len(notes) == 1 and notes[0].startswith("ConvergenceWarning: lbfgs failed to converge")
+    assert "\n" not in notes[0]
+    assert [str(w.message) for w in recwarn] == ["an unrelated warning"]  # others still shown
+    assert capsys.readouterr() == ("", "")
+    table = runner.format_table(results)
+    assert "train_accuracy" in table and "num_points" in table and "warnings" not in table
+    json.dumps(results)
+
+
+def test_no_warnings_key_without_convergence_warnings(reference_cases):
+    _, data, rep = reference_cases[0]
+    results = runner.run_metrics(data, rep, metrics=("mig",), mig=SMALL["mig"])
+    assert "warnings" not in results["mig"]
+
+
+def test_format_table_skips_non_numeric_entries():
+    results = {"irs": {"IRS": 0.5, "disentanglement_scores": [0.1, 0.2], "none": None,
+                       "warnings": ["ConvergenceWarning: lbfgs failed to converge"]}}
+    lines = runner.format_table(results).splitlines()
+    assert [line.split()[1] for line in lines[2:]] == ["IRS", "none"]
+
+
+def test_progress_bars_only_on_a_terminal(monkeypatch):
+    import io
+    from evaluation import progress
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    monkeypatch.setattr(progress.sys, "stderr", io.StringIO())
+    assert progress.progress_bar(range(3), progress=True).disable
+    monkeypatch.setattr(progress.sys, "stderr", Terminal())
+    bar = progress.progress_bar(range(3), progress=True)
+    assert not bar.disable and not bar.leave
+    assert list(bar) == [0, 1, 2]
+    assert progress.progress_bar(range(3), progress=False).disable
+    monkeypatch.setattr(progress.sys, "stderr", None)
+    assert progress.progress_bar(range(3), progress=True).disable

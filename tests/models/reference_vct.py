@@ -1,7 +1,7 @@
-"""A plain, functional re-statement of the published VCT forward passes (spec sections 2-4),
+"""A plain, functional re-statement of the published VCT forward passes ,
 computed straight from a state_dict with explicit softmax(QK^T/sqrt(d))V attention.
 
-It shares no code with ``models/`` so the tests compare two independent readings of the spec.
+It shares no code with ``models/`` so the tests compare two independent readings of the published architecture.
 """
 import math
 
@@ -91,7 +91,7 @@ def decoder_forward(sd, concepts, depth, cross_heads=1, latent_heads=6, ce_loss=
 
 def published_encoder_shapes(z_index_dim=20, depth=6, dim=256, latent_dim=256):
     """Key -> shape of the published VCT_Encoder state_dict (defaults), written out from the
-    spec's table rather than derived from our modules."""
+    published parameter table rather than derived from our modules."""
     ctx = dim + 26
     shapes = {"latents": (z_index_dim, latent_dim)}
     for i in range(depth):

@@ -24,7 +24,7 @@ def test_output_shapes_and_masks_sum_to_one_at_every_pixel(image_size):
 
 def test_published_sizes_decode_64_px_from_a_64x4x4_map():
     decoder = MaskDecoder(image_size=64)
-    assert decoder.map_channels == 64 and decoder.query_decoder.components == 4
+    assert decoder.map_channels == 64 and decoder.query_decoder.latents.shape[0] == 4
     assert decoder.query_decoder.fc_layer.out_features == 256
     ups = [m for m in decoder.conv_decoder if isinstance(m, torch.nn.ConvTranspose2d)]
     assert len(ups) == 4 and ups[-1].out_channels == 4

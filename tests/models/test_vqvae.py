@@ -10,7 +10,7 @@ def small_vqvae(d=16, k=8, **kw):
 
 
 def published_vqvae_shapes(d=256, k=128, c=3):
-    """Published VQ_CVAE state_dict (parameters and BN buffers), written out from spec section 5."""
+    """Published VQ_CVAE state_dict (parameters and BN buffers), written out from the published layout."""
     shapes = {}
 
     def conv(p, cin, cout, ks):

@@ -32,7 +32,6 @@ VCT_Encoder.cross_dim_head = 8
 VCT_Encoder.latent_heads = 2
 VCT_Encoder.latent_dim_head = 8
 VCT_Decoder.depth = 1
-VCT_Decoder.dim = 16
 VCT_Decoder.latent_dim = 16
 VCT_Decoder.cross_dim_head = 8
 VCT_Decoder.latent_heads = 2
@@ -40,21 +39,26 @@ VCT_Decoder.latent_dim_head = 8
 """
 
 
+def make_world(tmp_path_factory, name, config_text, dataset):
+    """{'config', 'data', 'vqvae', 'base'}: ``config_text`` (with {data} and {vqvae} filled in)
+    as <name>_ce.gin, its synthetic ``dataset`` and a 16-step VQ-VAE trained on it."""
+    from training.cli import load_gin
+    from training.vqvae_training import VQVAE_EXPORT_NAME, train_vqvae
+
+    base = tmp_path_factory.mktemp(name)
+    data, vqvae = base / "data", base / "vqvae" / VQVAE_EXPORT_NAME
+    config = base / f"{name}_ce.gin"
+    config.write_text(config_text.format(data=data, vqvae=vqvae))
+    load_gin([config])  # the synthetic data's size and grid come from the config
+    train_vqvae(dataset, data, vqvae.parent, hidden=16, k=8, epochs=1, batch_size=8, max_steps=16,
+                device="cpu", log_interval=4)
+    return {"config": config, "data": data, "vqvae": vqvae, "base": base}
+
+
 @pytest.fixture(scope="session")
 def tiny_world(tmp_path_factory):
-    """{'config': path of a tiny *_ce.gin, 'data': data dir, 'vqvae': VQ-VAE checkpoint}."""
-    from training.cli import load_gin
-    from training.runs import VQVAE_EXPORT_NAME, train_vqvae
-
-    base = tmp_path_factory.mktemp("tiny_world")
-    data = base / "data"
-    vqvae = base / "vqvae" / VQVAE_EXPORT_NAME
-    config = base / "tiny_ce.gin"
-    config.write_text(TINY_SHARED.format(data=data, vqvae=vqvae))
-    load_gin([config])  # the synthetic data's size and grid come from the config
-    train_vqvae("synthetic_shapes3d", data, vqvae.parent, hidden=16, k=8, epochs=1,
-                batch_size=8, max_steps=16, device="cpu", log_interval=1)
-    return {"config": config, "data": data, "vqvae": vqvae, "base": base}
+    """32 synthetic Shapes3D images at 32x32 with the TINY_SHARED config."""
+    return make_world(tmp_path_factory, "tiny", TINY_SHARED, "synthetic_shapes3d")
 
 
 def run_script(*args, timeout=300, env=None):
@@ -63,14 +67,36 @@ def run_script(*args, timeout=300, env=None):
                           text=True, timeout=timeout, env=env)
 
 
-def run_in_process(main, argv, capsys):
-    """(exit code, stderr lines other than progress bars) of an entry point ``main(argv)`` run
-    through run_main in this process (0 when it returns without exiting)."""
+def run_with_output(main, argv, capsys):
+    """(exit code, stdout, stderr lines other than progress bars) of an entry point
+    ``main(argv)`` run through run_main in this process (0 when it returns without exiting)."""
     from training.cli import run_main
     try:
         run_main(main, [str(a) for a in argv])
         code = 0
     except SystemExit as exit_info:
         code = exit_info.code
-    lines = capsys.readouterr().err.strip().splitlines()
-    return code, [line for line in lines if not re.search(r"\d+%\|", line)]
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    return code, captured.out, [line for line in lines if not re.search(r"\d+%\|", line)]
+
+
+def run_in_process(main, argv, capsys):
+    """(exit code, stderr lines other than progress bars): ``run_with_output`` without stdout."""
+    code, _, err = run_with_output(main, argv, capsys)
+    return code, err
+
+
+def build_setting(setting, config, bindings=(), run_dir=None):
+    """(objective, RunContext) of ``setting`` (a registered name) for ``config`` plus gin
+    ``bindings``, on the CPU, as the runner builds them."""
+    import torch
+    from training.config import RunConfig
+    from training.data import batches_for, build_dataset
+    from training.setting import RunContext, get_setting
+    from training.cli import load_gin
+    load_gin([config], list(bindings))
+    cfg = RunConfig()
+    data = build_dataset(cfg.name, cfg.data_dir)
+    ctx = RunContext(cfg, data, batches_for(data), torch.device("cpu"), 0, run_dir)
+    return get_setting(setting).build(ctx), ctx

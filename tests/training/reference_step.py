@@ -1,8 +1,8 @@
-"""The straightforward formulation of one VCT training step (spec section 6), kept to check the
+"""The straightforward formulation of one VCT training step , kept to check the
 optimised step against (tests/training/test_step_equivalence.py) and to time it
 (benchmarks/bench_train_step.py).
 
-It reads the spec the published way and shares no code with training/: the VCT modules run as
+It follows the published formulation and shares no code with training/: the VCT modules run as
 the functional re-statement in tests/models/reference_vct.py (per-head einsum attention) on the
 live parameters, the VQ nearest code comes from a materialised (B, d, H, W, k) distance
 tensor, the original and the swapped concept sets go through the decoder, the VQ-VAE and the

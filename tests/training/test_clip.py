@@ -9,15 +9,17 @@ import numpy as np
 import pytest
 import torch
 
-import training.clip_setting
+import training.settings.clip_weights
 from models.clip_tokenizer import CLIPImageTokenizer, clip_image_tower, state_sha256
-from tests.training.conftest import run_in_process, run_script
+from tests.training.conftest import build_setting, run_in_process, run_script, run_with_output
 from training import checkpoint as ckpt
-from training.cli import UserError, load_gin, run_main
-from training.clip_setting import (CLIPFeatureCache, CLIPSetting, build_clip_vct, clip_main,
-                                   image_fingerprints, load_clip_tower, open_feature_cache)
-from training.config import bound_run_config
+from training.cli import load_gin, run_main
 from training.data import GroundTruthBatches, StepBatchSampler, build_dataset
+from training.errors import UserError
+from training.runner import vct_main
+from training.settings.clip import CLIPTokenizer
+from training.settings.clip_cache import CLIPFeatureCache, image_fingerprints, open_feature_cache
+from training.settings.clip_weights import load_clip_tower
 from training.run_log import read_scalars
 
 OPENAI_FILE_URL = "https://huggingface.co/timm/vit_base_patch32_clip_224.openai/resolve/main/open_clip_model.safetensors"
@@ -34,7 +36,7 @@ def _build_each_random_tower_once(monkeypatch):
         if key not in _TOWERS:
             _TOWERS[key] = clip_image_tower(*args, **kwargs)
         return copy.deepcopy(_TOWERS[key])
-    monkeypatch.setattr(training.clip_setting, "clip_image_tower", tower)
+    monkeypatch.setattr(training.settings.clip_weights, "clip_image_tower", tower)
 
 
 @pytest.fixture(scope="module")
@@ -49,18 +51,20 @@ def clip_world(tiny_world, tmp_path_factory):
     return {**tiny_world, "clip_config": config, "cache": base / "cache", "base": base}
 
 
-def clip_run(clip_world, **overrides):
-    load_gin([clip_world["clip_config"]])
-    cfg = bound_run_config(**overrides)
+def clip_main(argv):
+    return vct_main(argv, setting="clip")
+
+
+def clip_run(clip_world, *bindings):
     torch.manual_seed(0)
-    objective = build_clip_vct(cfg, torch.device("cpu"))
-    return objective, GroundTruthBatches(build_dataset(cfg.name, cfg.data_dir)), cfg
+    objective, ctx = build_setting("clip", clip_world["clip_config"], bindings)
+    return objective, ctx.batches, ctx.cfg
 
 
 def test_whole_pipeline_shapes_frozen_tower_and_gradients(clip_world):
-    objective, batches, cfg = clip_run(clip_world, swap_min_change=0.0)
+    objective, batches, cfg = clip_run(clip_world, "get_args.swap_min_change = 0.0", "get_args.clip_cache_dir = ''")
     images, _, indices = batches[np.arange(2)]
-    setting = objective.setting
+    setting = objective.tokenizer
     tokens, codes = setting.tokenize(images, indices)
     assert tokens.shape == (2, 36, 256) and codes.shape == (2, 64)
     concepts = objective.encoder(tokens)
@@ -95,8 +99,8 @@ def test_whole_pipeline_shapes_frozen_tower_and_gradients(clip_world):
 
 
 def test_feature_cache_is_hit_on_the_second_epoch_and_by_the_next_run(clip_world, tmp_path):
-    objective, batches, cfg = clip_run(clip_world, dis_loss=False, clip_cache_dir=str(tmp_path))
-    setting, clip = objective.setting, objective.setting.clip
+    objective, batches, cfg = clip_run(clip_world, "get_args.dis_loss = False", f"get_args.clip_cache_dir = '{tmp_path}'")
+    setting, clip = objective.tokenizer, objective.tokenizer.clip
     setting.attach_feature_cache(open_feature_cache(cfg, batches, clip))
     sampler = StepBatchSampler(len(batches), 8, seed=0, start_step=0, total_steps=2 * 4)  # 2 epochs
     counts = []
@@ -125,7 +129,7 @@ def test_feature_cache_is_hit_on_the_second_epoch_and_by_the_next_run(clip_world
 
     # the next run (a new process) with the same weights reads the same cache
     images, indices = images[:2], indices[:2]
-    twin = CLIPSetting(CLIPImageTokenizer(clip.tower), setting.vq)
+    twin = CLIPTokenizer(CLIPImageTokenizer(clip.tower), setting.vq)
     twin.attach_feature_cache(open_feature_cache(cfg, batches, twin.clip))
     cached = twin.image_features(images, indices)
     assert twin.clip.images_encoded == 0
@@ -135,7 +139,7 @@ def test_feature_cache_is_hit_on_the_second_epoch_and_by_the_next_run(clip_world
     tower = copy.deepcopy(clip.tower)
     with torch.no_grad():
         tower.proj.add_(0.01)
-    other = CLIPSetting(CLIPImageTokenizer(tower), setting.vq)
+    other = CLIPTokenizer(CLIPImageTokenizer(tower), setting.vq)
     other.attach_feature_cache(open_feature_cache(cfg, batches, other.clip))
     assert other.feature_cache.directory != setting.feature_cache.directory
     other.image_features(images, indices)
@@ -181,8 +185,7 @@ def test_weights_from_a_file_and_from_a_tag_saved_where_the_error_says(weights_d
     assert state_sha256(load_clip_tower("openai")[0]) == sha  # found in weights_dir, no network
 
     import huggingface_hub.constants
-    import training.clip_setting as clip_setting
-    monkeypatch.setattr(clip_setting, "_hub_reachable", lambda timeout=5.0: False)
+    monkeypatch.setattr(training.settings.clip_weights, "_hub_reachable", lambda timeout=5.0: False)
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(root / "empty_hf_cache"))
     with pytest.raises(UserError) as err:
         load_clip_tower("laion2b_e16")
@@ -226,13 +229,18 @@ def test_missing_weights_file_is_one_clear_line(clip_world, capsys, tmp_path):
     assert f"save it as {missing}" in err[0]
 
 
-def test_concepts_num_flag_points_to_concepts_num_clip(clip_world, capsys, tmp_path):
+def test_clip_script_offers_concepts_num_clip_not_concepts_num(clip_world, capsys, tmp_path):
     code, err = run_clip_in_process(["--config", str(clip_world["clip_config"]), "--out", str(tmp_path / "r"),
                                      "--concepts_num", "5"], capsys)
-    assert code == 2 and len(err) == 1 and "--concepts_num_clip" in err[0]
+    assert code == 2 and "unrecognized arguments: --concepts_num 5" in err[-1]
+    with pytest.raises(SystemExit):
+        clip_main(["--help"])
+    usage = capsys.readouterr().out
+    assert "--concepts_num_clip" in usage and "--concepts_num " not in usage
+    assert "runs/<config>-clip-seed<seed>" in usage
 
 
-def test_entry_script_runs_and_resumes_with_its_clip_weights(clip_world, tmp_path):
+def test_entry_script_runs_resumes_and_evaluates_with_its_clip_weights(clip_world, tmp_path, capsys):
     run_dir = tmp_path / "run"
     common = ["--gin_bindings", "get_args.save_interval = 2"]
     done = run_script("main_vct_clip.py", "--config", clip_world["clip_config"], "--max_steps", "2",
@@ -248,5 +256,15 @@ def test_entry_script_runs_and_resumes_with_its_clip_weights(clip_world, tmp_pat
     # and the 2 concepts (the encoder would not load otherwise)
     run_main(clip_main, ["--resume", str(run_dir), "--max_steps", "3"])
     assert sorted(read_scalars(run_dir)) == [1, 2, 3]
-    assert json.loads((run_dir / "run_args.json").read_text())["overrides"]["max_steps"] == 3
+    assert "get_args.max_steps = 3" in (run_dir / "config.gin").read_text()
+    assert json.loads((run_dir / "run_args.json").read_text())["setting"] == "clip"
+
+    # evaluate.py rebuilds the CLIP setting (random:1 weights, 2 concepts) from the run dir alone
+    import evaluate
+    code, printed, err = run_with_output(evaluate.main, ["--checkpoint", run_dir, "--metrics", "mig",
+                                                         "--device", "cpu"], capsys)
+    assert code == 0, err[-5:]
+    assert "mig" in printed and "discrete_mig" in printed, printed
+    saved = json.loads((run_dir / "metrics" / "evaluate_checkpoint_00000003.json").read_text())
+    assert saved["settings"]["setting"] == "clip" and "discrete_mig" in saved["results"]["mig"]
 

@@ -9,19 +9,15 @@ import torch
 from torch import nn
 
 from models.mask_decoder import compose
-from tests.training.conftest import TINY_SHARED, run_in_process
-from training.cli import load_gin
-from training.config import bound_run_config
-from training.data import SceneBatches, build_dataset
-from training.mask_setting import add_mask_hooks, build_mask_vct, mask_main
-from training.run_log import RunLog, read_scalars
-from training.runs import VQVAE_EXPORT_NAME, train_vqvae, vct_main
+from tests.training.conftest import TINY_SHARED, build_setting, make_world, run_in_process, run_with_output
+from training.data import SceneBatches
+from training.run_log import read_scalars
+from training.runner import vct_main
+from training.setting import get_setting
 from training.visualize import mask_grid
 
 # The shapes3d tiny world's sizes and widths, on scenes, with the scene metrics on.
 TINY_SCENES = TINY_SHARED + """
-import models.mask_decoder
-import training.mask_setting
 make_synthetic_scenes.size = 32
 make_synthetic_scenes.num = 24
 make_synthetic_scenes.num_test = 6
@@ -40,22 +36,17 @@ scene_evaluation.grid_images = 2
 
 @pytest.fixture(scope="module")
 def scene_world(tmp_path_factory):
-    """{'config', 'data', 'vqvae'}: 24 + 6 synthetic scenes at 32 px and a 16-step VQ-VAE."""
-    base = tmp_path_factory.mktemp("scene_world")
-    data, vqvae = base / "data", base / "vqvae" / VQVAE_EXPORT_NAME
-    config = base / "tiny_scenes_ce.gin"
-    config.write_text(TINY_SCENES.format(data=data, vqvae=vqvae))
-    load_gin([config])
-    train_vqvae("synthetic_scenes", data, vqvae.parent, hidden=16, k=8, epochs=1, batch_size=8,
-                max_steps=16, device="cpu", log_interval=4)
-    return {"config": config, "data": data, "vqvae": vqvae, "base": base}
+    """24 + 6 synthetic scenes at 32 px and a 16-step VQ-VAE."""
+    return make_world(tmp_path_factory, "tiny_scenes", TINY_SCENES, "synthetic_scenes")
 
 
-def tiny_mask_objective(scene_world, **overrides):
-    load_gin([scene_world["config"]])
-    cfg = bound_run_config(**overrides)
-    data = build_dataset(cfg.name, cfg.data_dir)
-    return build_mask_vct(cfg, torch.device("cpu")), data, cfg
+def mask_main(argv):
+    return vct_main(argv, setting="mask")
+
+
+def tiny_mask_objective(scene_world, *bindings):
+    objective, ctx = build_setting("mask", scene_world["config"], bindings)
+    return objective, ctx.data, ctx.cfg
 
 
 def test_concept_masks_sum_to_one_and_composite_is_the_reconstruction(scene_world):
@@ -80,7 +71,7 @@ def test_mask_grid_rows_hold_image_reconstruction_concepts_and_segmentation(scen
 
 def test_one_training_step_lowers_the_loss(scene_world):
     torch.manual_seed(0)
-    objective, data, _ = tiny_mask_objective(scene_world, swap_min_change=0.0)
+    objective, data, _ = tiny_mask_objective(scene_world, "get_args.swap_min_change = 0.0")
     images = SceneBatches(data)[np.arange(8)][0]
     optimizer = torch.optim.Adam(objective.trainable_parameters(), lr=1e-3)
     loss, logs = objective(images, torch.Generator().manual_seed(0))
@@ -110,32 +101,22 @@ class GroundTruthOracle(nn.Module):
         return compose(torch.zeros(*logits.shape[:2], 3, 32, 32), logits)
 
 
-class HookCollector:
-    def __init__(self, run_dir):
-        self.hooks, self.log = [], RunLog(run_dir)
-
-    def add_hook(self, interval, fn, at_end=True):
-        self.hooks.append(fn)
-
-
-def test_ground_truth_masks_score_one_through_the_metrics_hook(scene_world, tmp_path):
+def test_ground_truth_masks_score_one_through_the_setting(scene_world, tmp_path):
     from datasets import get_dataset
-    objective, data, cfg = tiny_mask_objective(scene_world)
+    setting = get_setting("mask")
+    objective, ctx = build_setting("mask", scene_world["config"], run_dir=tmp_path)
+    setting.build(ctx)  # the setting keeps its held-out scenes
+    data, cfg = ctx.data, ctx.cfg
     oracle = GroundTruthOracle(data, get_dataset("clevr", cfg.data_dir, split="test", resolution=32))
     objective.decoder, objective.encode_images = oracle, oracle.encode_images
-    trainer = HookCollector(tmp_path)
-    add_mask_hooks(trainer, objective, SceneBatches(data), data, cfg, tmp_path, torch.device("cpu"), 0)
-    for hook in trainer.hooks:
-        hook(7)
-    trainer.log.close()
-    saved = json.loads((tmp_path / "metrics" / "metrics_00000007.json").read_text())
-    scores = saved["results"]["scene_decomposition"]
+    evaluation = setting.evaluate(ctx, objective, cache_key="step7")
+    scores = evaluation.results["scene_decomposition"]
     assert scores["ari"] == 1.0 and scores["fg_ari"] == 1.0 and scores["mbo"] == 1.0
-    assert scores["num_images"] == 6 and saved["settings"]["split"] == "test"
-    assert trainer.last_metrics_path == tmp_path / "metrics" / "metrics_00000007.json"
-    logged = read_scalars(tmp_path, split="eval")[7]
-    assert [logged[name] for name in ("ari", "fg_ari", "mbo")] == [1.0, 1.0, 1.0]
-    assert (tmp_path / "images" / "masks_00000007.png").is_file()
+    assert scores["num_images"] == 6 and evaluation.settings["split"] == "test"
+    assert {evaluation.scalars()[f"scene_decomposition/{name}"] for name in ("ari", "fg_ari", "mbo")} == {1.0}
+    grids = setting.image_grids(ctx, objective)
+    assert set(grids) == {"swap", "recon", "masks"}
+    assert grids["masks"].shape[1] == 2 * (32 + 2) + 2  # scene_evaluation.grid_images rows
 
 
 def test_main_vct_mask_end_to_end_then_resume(scene_world, tmp_path, capsys):
@@ -148,7 +129,8 @@ def test_main_vct_mask_end_to_end_then_resume(scene_world, tmp_path, capsys):
     assert {"ari", "fg_ari", "mbo"} <= set(metrics["results"]["scene_decomposition"])
     for grid in ("masks", "swap", "recon"):
         assert (out / "images" / f"{grid}_00000002.png").is_file()
-    assert {"ari", "fg_ari", "mbo"} <= set(read_scalars(out, split="eval")[2])
+    assert {"scene_decomposition/ari", "scene_decomposition/fg_ari", "scene_decomposition/mbo"} <= \
+        set(read_scalars(out, split="eval")[2])
     state = torch.load(out / "checkpoints" / "checkpoint_00000002.pt", weights_only=True)
     assert "query_decoder.latents" in state["decoder_model_state_dict"]
 
@@ -156,6 +138,15 @@ def test_main_vct_mask_end_to_end_then_resume(scene_world, tmp_path, capsys):
     assert code == 0, err[-5:]
     assert sorted(read_scalars(out)) == [1, 2, 3]
     assert (out / "metrics" / "metrics_00000003.json").is_file()
+
+    # evaluate.py rebuilds the mask setting from the run directory alone (no --config)
+    import evaluate
+    code, printed, err = run_with_output(evaluate.main, ["--checkpoint", out, "--device", "cpu"], capsys)
+    assert code == 0, err[-5:]
+    assert all(name in printed for name in ("ari", "fg_ari", "mbo")), printed
+    saved = json.loads((out / "metrics" / "evaluate_checkpoint_00000003.json").read_text())
+    assert saved["settings"]["setting"] == "mask"
+    assert saved["results"] == json.loads((out / "metrics" / "metrics_00000003.json").read_text())["results"]
 
 
 def test_main_vct_runs_on_scene_data(scene_world, tmp_path, capsys):

@@ -7,7 +7,7 @@ from models.visual_concept_tokenizor import VCT_Decoder, VCT_Encoder
 from models.vqvae import VQ_CVAE
 from tests.training.reference_step import ReferenceVCTStep, make_random_vqvae_informative
 from training.objectives import VCTObjective
-from training.settings import VQTokenizer
+from training.settings.vq import VQTokenizer
 
 WIDTHS = dict(latent_dim=16, cross_dim_head=8, latent_heads=2, latent_dim_head=8)
 
@@ -40,7 +40,7 @@ def test_optimised_step_matches_straightforward_losses_and_gradients(seed, activ
     assert logs["swaps_kept"].item() == images.shape[0]  # every swap used: the whole loss is compared
 
     objective.zero_grad(set_to_none=True)
-    reference = ReferenceVCTStep(objective.encoder, objective.decoder, objective.setting.vqvae)
+    reference = ReferenceVCTStep(objective.encoder, objective.decoder, objective.tokenizer.vqvae)
     im_loss, dis_loss = reference.losses(images, torch.Generator().manual_seed(seed))
     (im_loss + dis_loss).backward()
     theirs = grads(objective)

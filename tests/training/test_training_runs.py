@@ -9,20 +9,17 @@ import numpy as np
 import pytest
 import torch
 
-from tests.training.conftest import ROOT, run_in_process, run_script
-from training.cli import load_gin
-from training.config import bound_run_config
-from training.data import GroundTruthBatches, StepBatchSampler, build_dataset
+from tests.training.conftest import ROOT, build_setting, run_in_process, run_script
+from training.config import RunConfig
+from training.data import StepBatchSampler
 from training.run_log import read_scalars
-from training.runs import build_vct, vct_main
+from training.runner import vct_main
 from training.visualize import swap_grid
 
 
-def tiny_objective(tiny_world, **overrides):
-    load_gin([tiny_world["config"]])
-    cfg = bound_run_config(**overrides)
-    data = build_dataset(cfg.name, cfg.data_dir)
-    return build_vct(cfg, torch.device("cpu")), GroundTruthBatches(data), cfg
+def tiny_objective(tiny_world, *bindings):
+    objective, ctx = build_setting("vq", tiny_world["config"], bindings)
+    return objective, ctx.batches, ctx.cfg
 
 
 def test_training_steps_reduce_loss_on_a_fixed_batch(tiny_world):
@@ -44,13 +41,13 @@ def test_training_steps_reduce_loss_on_a_fixed_batch(tiny_world):
 
 def test_dis_loss_is_on_by_default_and_off_with_flag(tiny_world):
     # (a 16-step tokenizer gives near-identical concepts, so no swap passes the default 1e-3)
-    objective, batches, cfg = tiny_objective(tiny_world, swap_min_change=0.0)
+    objective, batches, cfg = tiny_objective(tiny_world, "get_args.swap_min_change = 0.0")
     images = batches[np.arange(8)][0]
-    assert bound_run_config().dis_loss
+    assert RunConfig().dis_loss
     loss, logs = objective(images, torch.Generator().manual_seed(0))
     assert "dis_loss" in logs and logs["dis_loss"].item() > 0 and logs["swaps_kept"].item() == 8
     assert loss.item() == pytest.approx((logs["im_loss"] + logs["dis_loss"]).item(), rel=1e-6)
-    objective, _, cfg = tiny_objective(tiny_world, dis_loss=False)
+    objective, _, cfg = tiny_objective(tiny_world, "get_args.dis_loss = False")
     loss, logs = objective(images, torch.Generator().manual_seed(0))
     assert "dis_loss" not in logs and loss.item() == pytest.approx(logs["im_loss"].item())
 

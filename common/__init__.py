@@ -1,0 +1,1 @@
+"""Small helpers every package may use (it imports nothing of the project)."""

@@ -1,0 +1,179 @@
+"""The one VCT runner every setting shares (main_vct.py, main_vct_mask.py, main_vct_clip.py):
+flags and gin, the run directory, the data, the training loop, checkpoints, and the writing of
+what the setting returns (image grids, evaluations). The setting (training/setting.py) is
+chosen by name; it builds the objective and knows nothing of this module."""
+import argparse
+import dataclasses
+from pathlib import Path
+
+import gin
+import torch
+
+from common.atomic import atomic_write_text
+from evaluation.runner import format_table, write_results_json
+from training import checkpoint as ckpt
+from training.cli import ROOT, add_vct_arguments, load_gin, load_run_args, pick_device, resolve_config, save_run_args
+from training.config import RunConfig
+from training.data import batches_for, build_dataset, seed_everything, steps_per_epoch
+from training.engine import LoopSettings, Trainer, init_distributed
+from training.errors import UserError
+from training.setting import SETTINGS, RunContext, get_setting
+from training.vqvae_training import train_vqvae
+
+
+@dataclasses.dataclass
+class RunPlan:
+    run_dir: Path
+    seed: int
+    precision: str
+    resume: bool
+    config: str  # the --config the run was started with
+
+
+def parse_arguments(setting, argv=None):
+    # No abbreviations: main_vct_clip.py would take --concepts_num for --concepts_num_clip.
+    parser = argparse.ArgumentParser(prog=setting.prog, description=setting.description, allow_abbrev=False)
+    add_vct_arguments(parser, setting.concepts_flag, setting.run_tag)
+    setting.add_arguments(parser)
+    args = parser.parse_args(argv)
+    if args.resume is None and args.config is None:
+        parser.error("--config is required (or --resume RUN_DIR)")
+    return args
+
+
+def open_run(setting, args) -> RunPlan:
+    """Load the gin configuration (a fresh run's --config, or a resumed run's config.gin, then
+    the flags' bindings) and choose the run directory."""
+    if args.resume:
+        run_dir = Path(args.resume)
+        saved = load_run_args(run_dir)
+        recorded = saved.get("setting", "vq")
+        if recorded != setting.name:
+            script = f" ({SETTINGS[recorded].prog})" if recorded in SETTINGS else ""
+            raise UserError(f"{run_dir} is a run of the '{recorded}' setting{script}; resume it with that setting's script")
+        # Runs made before flags were gin bindings kept them apart, as "overrides".
+        legacy = [f"get_args.{k} = {v!r}" for k, v in saved.get("overrides", {}).items() if v is not None]
+        load_gin([run_dir / "config.gin"], legacy + args.gin_bindings)
+        return RunPlan(run_dir, saved["seed"], args.precision or saved.get("precision", "fp32"), True,
+                       saved.get("config"))
+    config_path = resolve_config(args.config)
+    load_gin([config_path], args.gin_bindings)
+    stem = f"{config_path.stem}{setting.run_tag}{'-wo_dis' if args.wo_dis_loss else ''}-seed{args.seed}"
+    run_dir = ckpt.prepare_run_dir(args.out or ROOT / "runs" / stem, resuming=False)
+    return RunPlan(run_dir, args.seed, args.precision or "fp32", False, args.config)
+
+
+def ensure_vqvae(cfg, dist, device, seed, num_images):
+    """Train the toy configs' VQ-VAE first when its checkpoint is missing (and asked to)."""
+    if Path(cfg.vqvae_path).is_file() or not cfg.train_vqvae_if_missing:
+        return
+    if dist.enabled:
+        raise UserError(f"VQ-VAE checkpoint {cfg.vqvae_path} missing; train it before a distributed run")
+    print(f"VQ-VAE checkpoint {cfg.vqvae_path} not found: training the tokenizer first")
+    out = Path(cfg.vqvae_path).parent
+    train_vqvae(cfg.name, cfg.data_dir, out, hidden=cfg.hidden, k=cfg.k, epochs=cfg.vqvae_epochs,
+                max_steps=cfg.vqvae_max_steps, seed=seed, device=device,
+                batch_size=min(128, num_images), resume=ckpt.latest_checkpoint(out) is not None)
+    seed_everything(seed)  # the VCT run starts from the same RNG state either way
+
+
+def make_trainer(setting, ctx, objective, precision, dist):
+    cfg = ctx.cfg
+    epoch_steps = steps_per_epoch(len(ctx.batches), cfg.batch_size, dist.world_size)
+    total = cfg.max_steps if cfg.max_steps is not None else cfg.num_epochs * epoch_steps
+    optimizer = torch.optim.Adam(objective.trainable_parameters(), lr=cfg.lr)
+    settings = LoopSettings(total_steps=total, log_interval=cfg.log_interval, save_interval=cfg.save_interval,
+                            keep_checkpoints=cfg.keep_checkpoints, precision=precision,
+                            num_workers=cfg.num_workers, batch_size=cfg.batch_size, seed=ctx.seed)
+    extra = {"gin_config": gin.config_str(), "run_config": dataclasses.asdict(cfg), "setting": setting.name}
+    return Trainer(objective, optimizer, ctx.batches, ctx.run_dir, ctx.device, settings, dist,
+                   checkpoint_extra=extra, desc=f"VCT {cfg.name}")
+
+
+def write_evaluation(path, evaluation, **extra):
+    """The metrics JSON of an Evaluation (scores, their settings, ``extra``, git commit)."""
+    write_results_json(str(path), evaluation.results, settings={**evaluation.settings, **extra})
+
+
+class RunOutputs:
+    """Writes what the setting returns during a run: image grids (PNG + tensorboard) and
+    evaluations (metrics JSON + ``eval/*`` scalars); remembers the newest of each."""
+
+    def __init__(self, setting, ctx, objective, trainer):
+        self.setting, self.ctx, self.objective, self.trainer = setting, ctx, objective, trainer
+        self.images = {}        # name -> newest PNG
+        self.evaluation = None  # (Evaluation, metrics JSON path) of the newest evaluation
+
+    def attach(self):
+        cfg = self.ctx.cfg
+
+        def interval(value):  # None: with the checkpoints; 0: never (but see at_end)
+            return cfg.save_interval if value is None else value
+
+        self.trainer.add_hook(interval(cfg.image_interval), self.write_images)
+        self.trainer.add_hook(interval(cfg.eval_interval), self.write_evaluation, at_end=cfg.evaluate_at_end)
+        self.trainer.add_hook(0, self.write_operative_config)  # after the last step only
+
+    def write_operative_config(self, step):
+        """The values the run used, evaluation's included (gin knows them once they were used)."""
+        operative = gin.operative_config_str()
+        atomic_write_text(self.ctx.run_dir / "operative_config.gin", operative)
+        self.trainer.log.text("config/operative", "    " + operative.replace("\n", "\n    "), step)
+
+    def write_images(self, step):
+        for name, grid in self.setting.image_grids(self.ctx, self.objective).items():
+            path = self.ctx.run_dir / "images" / f"{name}_{step:08d}.png"
+            self.trainer.log.image(step, f"{self.setting.name}/{name}", grid, path)
+            self.images[name] = path
+
+    def write_evaluation(self, step):
+        evaluation = self.setting.evaluate(self.ctx, self.objective, cache_key=f"step{step}")
+        if evaluation is None:
+            return
+        path = self.ctx.run_dir / "metrics" / f"metrics_{step:08d}.json"
+        write_evaluation(path, evaluation, step=step, config=self.ctx.cfg.name, setting=self.setting.name)
+        self.trainer.log.scalars(step, evaluation.scalars(), prefix="eval")
+        self.evaluation = (evaluation, path)
+
+    def summary(self):
+        run_dir = self.ctx.run_dir
+        lines = [f"run directory: {run_dir}"]
+        if "swap" in self.images:
+            lines.append(f"swap grid: {self.images['swap']}")
+        lines.append(f"logs: tensorboard --logdir {run_dir / 'tensorboard'}")
+        if self.evaluation is not None:
+            lines += [format_table(self.evaluation[0].results), f"metrics: {self.evaluation[1]}"]
+        return "\n".join(lines)
+
+
+def record_run(plan, setting):
+    """config.gin (every binding: what --resume reloads), operative_config.gin (the values
+    the run actually used, rewritten at the end when evaluation has used its own) and
+    run_args.json (setting, seed, precision, config)."""
+    atomic_write_text(plan.run_dir / "config.gin", gin.config_str())
+    atomic_write_text(plan.run_dir / "operative_config.gin", gin.operative_config_str())
+    save_run_args(plan.run_dir, {"setting": setting.name, "seed": plan.seed, "precision": plan.precision,
+                                 "config": plan.config})
+
+
+def vct_main(argv=None, setting="vq"):
+    """Train (or ``--resume``) VCT in the setting registered as ``setting``."""
+    setting = get_setting(setting) if isinstance(setting, str) else setting
+    args = parse_arguments(setting, argv)
+    plan = open_run(setting, args)
+    cfg = RunConfig()
+    seed_everything(plan.seed)
+    dist, device = init_distributed(pick_device(args.device))
+    data = build_dataset(cfg.name, cfg.data_dir, rank=dist.rank)
+    batches = batches_for(data)
+    ensure_vqvae(cfg, dist, device, plan.seed, len(batches))
+    ctx = RunContext(cfg, data, batches, device, plan.seed, plan.run_dir)
+    objective = setting.build(ctx)
+    trainer = make_trainer(setting, ctx, objective, plan.precision, dist)
+    if dist.is_main:
+        record_run(plan, setting)
+    outputs = RunOutputs(setting, ctx, objective, trainer)
+    outputs.attach()
+    trainer.run(resume_from=ckpt.resume_checkpoint(plan.run_dir, plan.resume))
+    if dist.is_main:
+        print(outputs.summary())
