@@ -3,8 +3,7 @@
 See --help for the flags; configs/ for the settings. Torchrun runs it distributed:
 torchrun --nproc_per_node N main_vct.py --config ... (batch size is per process).
 """
-from training.cli import run_main
+from training.cli import run_main, vct_entry
 
 if __name__ == "__main__":
-    from training.runner import vct_main
-    run_main(vct_main)
+    run_main(vct_entry("vq"))

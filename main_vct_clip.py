@@ -7,10 +7,8 @@
 The same flags, outputs, --resume and torchrun support as main_vct.py; see --help. Without
 network, a missing weights file is reported with the URL to fetch and where to save it.
 """
-import functools
 
-from training.cli import run_main
+from training.cli import run_main, vct_entry
 
 if __name__ == "__main__":
-    from training.runner import vct_main
-    run_main(functools.partial(vct_main, setting="clip"))
+    run_main(vct_entry("clip"))

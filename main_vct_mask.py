@@ -4,10 +4,8 @@ Each concept token is decoded into an RGB image and a mask; the masks give the d
 scored by ARI / FG-ARI / mBO on the held-out split. Same flags, outputs, --resume and torchrun
 support as main_vct.py (see --help); runs go to runs/<config>-mask-seed<seed> by default.
 """
-import functools
 
-from training.cli import run_main
+from training.cli import run_main, vct_entry
 
 if __name__ == "__main__":
-    from training.runner import vct_main
-    run_main(functools.partial(vct_main, setting="mask"))
+    run_main(vct_entry("mask"))

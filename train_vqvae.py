@@ -1,6 +1,5 @@
 """Train the VQ-VAE image tokenizer: python train_vqvae.py --dataset shapes3d --data-dir data"""
-from training.cli import run_main
+from training.cli import run_main, vqvae_main
 
 if __name__ == "__main__":
-    from training.vqvae_training import vqvae_main
     run_main(vqvae_main)

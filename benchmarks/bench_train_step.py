@@ -41,7 +41,7 @@ from models.vqvae import VQ_CVAE  # noqa: E402
 from tests.training.reference_step import ReferenceVCTStep, make_random_vqvae_informative  # noqa: E402
 from training.cli import load_gin, resolve_config  # noqa: E402
 from training.objectives import VCTObjective  # noqa: E402
-from training.settings.vq import VQTokenizer  # noqa: E402
+from training.tokenizers.vq import VQTokenizer  # noqa: E402
 
 
 def sync(device):

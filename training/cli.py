@@ -40,6 +40,8 @@ def register_configurables():
     import training.config  # noqa: F401
     import training.engine  # noqa: F401
     import training.settings  # noqa: F401
+    import training.tokenizers.clip_weights  # noqa: F401
+    import training.tokenizers.mask  # noqa: F401
 
 
 def load_gin(config_files=(), bindings=(), config_text=None):
@@ -135,6 +137,57 @@ def add_vct_arguments(parser: argparse.ArgumentParser, concepts_flag=("--concept
     add_common_arguments(parser, run_tag)
 
 
+def parse_vct_arguments(setting, argv=None):
+    """The flags of ``setting``'s entry script: the shared ones, then the setting's own."""
+    # No abbreviations: main_vct_clip.py would take --concepts_num for --concepts_num_clip.
+    parser = argparse.ArgumentParser(prog=setting.prog, description=setting.description, allow_abbrev=False)
+    add_vct_arguments(parser, setting.concepts_flag, setting.run_tag)
+    setting.add_arguments(parser)
+    args = parser.parse_args(argv)
+    if args.resume is None and args.config is None:
+        parser.error("--config is required (or --resume RUN_DIR)")
+    return args
+
+
+def vct_entry(setting_name):
+    """``main(argv)`` of the entry script of a registered setting: the flags are parsed before
+    torch is imported (a quick --help), then training/runner.py runs."""
+    def main(argv=None):
+        from training.setting import get_setting
+        setting = get_setting(setting_name)
+        args = parse_vct_arguments(setting, argv)
+        from training.runner import run_vct
+        return run_vct(setting, args)
+    return main
+
+
+def vqvae_main(argv=None):
+    """train_vqvae.py: the published flags (--dataset, --data-dir, --model, --epochs, ...)."""
+    parser = argparse.ArgumentParser(
+        prog="train_vqvae.py", description="Train the VQ-VAE image tokenizer that VCT reads its image "
+        "tokens and reconstruction targets from. Writes OUT/vqvae.pt (the path the configs' "
+        "get_args.vqvae_path points at), reconstruction grids and tensorboard logs.", allow_abbrev=False)
+    parser.add_argument("--dataset", required=True, help="shapes3d, mpi3d_toy, cars3d, clevr, dsprites, "
+                        "objects_room, synthetic_shapes3d, synthetic_scenes, ...")
+    parser.add_argument("--model", default="vqvae", choices=["vqvae"], help="tokenizer (only vqvae)")
+    parser.add_argument("--data-dir", default="data", help="folder holding <dataset>/... (default data)")
+    parser.add_argument("--epochs", type=int, default=100, help="epochs (default 100)")
+    parser.add_argument("--batch-size", type=int, default=128, help="images per process per step (default 128)")
+    parser.add_argument("--lr", type=float, default=2e-4, help="Adam learning rate (default 2e-4)")
+    parser.add_argument("--hidden", type=int, default=None, help="channels d (default 256; dsprites 64)")
+    parser.add_argument("-k", type=int, default=None, help="codebook size (default 128; dsprites 20)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--out", default=None, help="output folder (default checkpoints/<dataset>)")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N (default auto)")
+    parser.add_argument("--max-steps", type=int, default=None, help="stop after this many steps")
+    parser.add_argument("--num-workers", type=int, default=0, help="DataLoader workers (default 0)")
+    parser.add_argument("--save-interval", type=int, default=1000, help="checkpoint every N steps")
+    args = parser.parse_args(argv)
+    from training.vqvae_training import train_vqvae_from_args
+    train_vqvae_from_args(args)
+
+
 def pick_device(name: str):
     import torch
     if name == "auto":
@@ -164,12 +217,13 @@ def load_run_args(run_dir: Path) -> dict:
 
 def run_main(main_fn, argv=None):
     """Call ``main_fn(argv)``; user errors become one line on stderr and exit status 2."""
-    errors = user_errors()
     try:
         return main_fn(argv)
-    except errors as err:
-        print(f"error: {first_line(err)}", file=sys.stderr)
-        sys.exit(2)
     except KeyboardInterrupt:
         print("interrupted; the newest checkpoint is kept (continue with --resume)", file=sys.stderr)
         sys.exit(130)
+    except Exception as err:
+        if not isinstance(err, user_errors()):  # looked up only now: --help imports no dataset code
+            raise
+        print(f"error: {first_line(err)}", file=sys.stderr)
+        sys.exit(2)

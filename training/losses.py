@@ -1,5 +1,5 @@
 """The concept disentangling loss, written once against the tokenizer interface
-(``detokenize`` / ``retokenize``, see training/settings/vq.py)."""
+(``detokenize`` / ``retokenize``, see training/tokenizers/vq.py)."""
 import torch
 import torch.nn.functional as F
 

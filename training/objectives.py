@@ -42,7 +42,7 @@ class VQVAEObjective(nn.Module):
 class VCTObjective(nn.Module):
     """The reconstruction loss of the decoder's output against the tokenizer's targets (VQ
     code indices, or pixels) plus the concept disentangling loss, over a tokenizer (see
-    training/settings/vq.py). The tokenizer may hold trainable parts (CLIP's token MLP): they
+    training/tokenizers/vq.py). The tokenizer may hold trainable parts (CLIP's token MLP): they
     are optimised with the encoder and decoder and saved through ``tokenizer.model_state()``."""
 
     def __init__(self, encoder: VCT_Encoder, decoder: VCT_Decoder, tokenizer,

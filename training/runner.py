@@ -2,7 +2,6 @@
 flags and gin, the run directory, the data, the training loop, checkpoints, and the writing of
 what the setting returns (image grids, evaluations). The setting (training/setting.py) is
 chosen by name; it builds the objective and knows nothing of this module."""
-import argparse
 import dataclasses
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import torch
 from common.atomic import atomic_write_text
 from evaluation.runner import format_table, write_results_json
 from training import checkpoint as ckpt
-from training.cli import ROOT, add_vct_arguments, load_gin, load_run_args, pick_device, resolve_config, save_run_args
+from training.cli import ROOT, load_gin, load_run_args, parse_vct_arguments, pick_device, resolve_config, save_run_args
 from training.config import RunConfig
 from training.data import batches_for, build_dataset, seed_everything, steps_per_epoch
 from training.engine import LoopSettings, Trainer, init_distributed
@@ -28,17 +27,6 @@ class RunPlan:
     precision: str
     resume: bool
     config: str  # the --config the run was started with
-
-
-def parse_arguments(setting, argv=None):
-    # No abbreviations: main_vct_clip.py would take --concepts_num for --concepts_num_clip.
-    parser = argparse.ArgumentParser(prog=setting.prog, description=setting.description, allow_abbrev=False)
-    add_vct_arguments(parser, setting.concepts_flag, setting.run_tag)
-    setting.add_arguments(parser)
-    args = parser.parse_args(argv)
-    if args.resume is None and args.config is None:
-        parser.error("--config is required (or --resume RUN_DIR)")
-    return args
 
 
 def open_run(setting, args) -> RunPlan:
@@ -157,9 +145,14 @@ def record_run(plan, setting):
 
 
 def vct_main(argv=None, setting="vq"):
-    """Train (or ``--resume``) VCT in the setting registered as ``setting``."""
+    """Train (or ``--resume``) VCT in the setting registered as ``setting`` (a name or a
+    Setting), with ``argv`` its entry script's flags."""
     setting = get_setting(setting) if isinstance(setting, str) else setting
-    args = parse_arguments(setting, argv)
+    return run_vct(setting, parse_vct_arguments(setting, argv))
+
+
+def run_vct(setting, args):
+    """Train (or ``--resume``) VCT in ``setting`` with the parsed flags ``args``."""
     plan = open_run(setting, args)
     cfg = RunConfig()
     seed_everything(plan.seed)

@@ -16,7 +16,7 @@ from evaluation.runner import format_table, write_results_json
 from training.cli import load_gin, resolve_config, run_main
 from training.config import RunConfig
 from training.data import build_dataset
-from training.settings.mask import heldout_scenes, scene_evaluation_settings
+from training.tokenizers.mask import heldout_scenes, scene_evaluation_settings
 
 
 def scene_baselines(cfg, settings, seed=0, progress=True):

@@ -1,7 +1,6 @@
 """Training the VQ-VAE image tokenizer (train_vqvae.py; the toy configs also run it first when
 their tokenizer is missing). Published recipe: Adam 2e-4, StepLR (30 epochs, x0.5), batch 128.
 """
-import argparse
 from pathlib import Path
 
 import torch
@@ -61,28 +60,8 @@ def train_vqvae(dataset, data_dir, out_dir, *, hidden, k, epochs, batch_size=128
     return export
 
 
-def vqvae_main(argv=None):
-    parser = argparse.ArgumentParser(
-        prog="train_vqvae.py", description="Train the VQ-VAE image tokenizer that VCT reads its image "
-        "tokens and reconstruction targets from. Writes OUT/vqvae.pt (the path the configs' "
-        "get_args.vqvae_path points at), reconstruction grids and tensorboard logs.")
-    parser.add_argument("--dataset", required=True, help="shapes3d, mpi3d_toy, cars3d, clevr, dsprites, "
-                        "objects_room, synthetic_shapes3d, synthetic_scenes, ...")
-    parser.add_argument("--model", default="vqvae", choices=["vqvae"], help="tokenizer (only vqvae)")
-    parser.add_argument("--data-dir", default="data", help="folder holding <dataset>/... (default data)")
-    parser.add_argument("--epochs", type=int, default=100, help="epochs (default 100)")
-    parser.add_argument("--batch-size", type=int, default=128, help="images per process per step (default 128)")
-    parser.add_argument("--lr", type=float, default=2e-4, help="Adam learning rate (default 2e-4)")
-    parser.add_argument("--hidden", type=int, default=None, help="channels d (default 256; dsprites 64)")
-    parser.add_argument("-k", type=int, default=None, help="codebook size (default 128; dsprites 20)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    parser.add_argument("--out", default=None, help="output folder (default checkpoints/<dataset>)")
-    parser.add_argument("--resume", action="store_true", help="continue the run in --out")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N (default auto)")
-    parser.add_argument("--max-steps", type=int, default=None, help="stop after this many steps")
-    parser.add_argument("--num-workers", type=int, default=0, help="DataLoader workers (default 0)")
-    parser.add_argument("--save-interval", type=int, default=1000, help="checkpoint every N steps")
-    args = parser.parse_args(argv)
+def train_vqvae_from_args(args):
+    """train_vqvae.py's run (its flags: training.cli.vqvae_main)."""
     hidden, k = VQVAE_SIZES.get(args.dataset, DEFAULT_VQVAE_SIZE)
     out = Path(args.out or ROOT / "checkpoints" / args.dataset)
     path = train_vqvae(args.dataset, args.data_dir, out, hidden=args.hidden or hidden, k=args.k or k,

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-import training.settings.clip_weights
+import training.tokenizers.clip_weights
 from models.clip_tokenizer import CLIPImageTokenizer, clip_image_tower, state_sha256
 from tests.training.conftest import build_setting, run_in_process, run_script, run_with_output
 from training import checkpoint as ckpt
@@ -17,9 +17,9 @@ from training.cli import load_gin, run_main
 from training.data import GroundTruthBatches, StepBatchSampler, build_dataset
 from training.errors import UserError
 from training.runner import vct_main
-from training.settings.clip import CLIPTokenizer
-from training.settings.clip_cache import CLIPFeatureCache, image_fingerprints, open_feature_cache
-from training.settings.clip_weights import load_clip_tower
+from training.tokenizers.clip import CLIPTokenizer
+from training.tokenizers.clip_cache import CLIPFeatureCache, image_fingerprints, open_feature_cache
+from training.tokenizers.clip_weights import load_clip_tower
 from training.run_log import read_scalars
 
 OPENAI_FILE_URL = "https://huggingface.co/timm/vit_base_patch32_clip_224.openai/resolve/main/open_clip_model.safetensors"
@@ -36,7 +36,7 @@ def _build_each_random_tower_once(monkeypatch):
         if key not in _TOWERS:
             _TOWERS[key] = clip_image_tower(*args, **kwargs)
         return copy.deepcopy(_TOWERS[key])
-    monkeypatch.setattr(training.settings.clip_weights, "clip_image_tower", tower)
+    monkeypatch.setattr(training.tokenizers.clip_weights, "clip_image_tower", tower)
 
 
 @pytest.fixture(scope="module")
@@ -185,7 +185,7 @@ def test_weights_from_a_file_and_from_a_tag_saved_where_the_error_says(weights_d
     assert state_sha256(load_clip_tower("openai")[0]) == sha  # found in weights_dir, no network
 
     import huggingface_hub.constants
-    monkeypatch.setattr(training.settings.clip_weights, "_hub_reachable", lambda timeout=5.0: False)
+    monkeypatch.setattr(training.tokenizers.clip_weights, "_hub_reachable", lambda timeout=5.0: False)
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(root / "empty_hf_cache"))
     with pytest.raises(UserError) as err:
         load_clip_tower("laion2b_e16")

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from training.losses import concept_disentangling_loss, sample_swaps, swap_concepts
-from training.settings.vq import gumbel_argmax
+from training.tokenizers.vq import gumbel_argmax
 
 
 def test_gumbel_argmax_samples_the_softmax_distribution():

@@ -7,7 +7,7 @@ from models.visual_concept_tokenizor import VCT_Decoder, VCT_Encoder
 from models.vqvae import VQ_CVAE
 from tests.training.reference_step import ReferenceVCTStep, make_random_vqvae_informative
 from training.objectives import VCTObjective
-from training.settings.vq import VQTokenizer
+from training.tokenizers.vq import VQTokenizer
 
 WIDTHS = dict(latent_dim=16, cross_dim_head=8, latent_heads=2, latent_dim_head=8)
 
