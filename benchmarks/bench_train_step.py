@@ -99,7 +99,7 @@ def build(config, device, seed=0):
         load_gin([resolve_config("toy_ce.gin")], [])
         vqvae, size, concepts = VQ_CVAE(d=64, k=32), 32, 10
         encoder = VCT_Encoder(z_index_dim=concepts, dim=64)
-        decoder = VCT_Decoder(index_num=32, z_index_dim=64, ce_loss=True)
+        decoder = VCT_Decoder(dim=64, index_num=32, z_index_dim=64, ce_loss=True)
     else:
         raise SystemExit(f"unknown config {config!r} (paper, toy)")
     images = torch.rand(32, 3, size, size, device=device) * 2 - 1
@@ -126,7 +126,7 @@ def make_step(variant, objective):
         objective.encoder.activation_checkpointing = variant == "checkpointed"
         objective.decoder.activation_checkpointing = variant == "checkpointed"
         return OptimisedStep(objective)
-    return ReferenceVCTStep(objective.encoder, objective.decoder, objective.setting.vqvae)
+    return ReferenceVCTStep(objective.encoder, objective.decoder, objective.tokenizer.vqvae)
 
 
 def train_step(step_fn, optimizer, images, generator, precision, device):

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -49,3 +51,18 @@ def test_readme_main_job_runs_end_to_end_when_shortened(tmp_path):
     metrics = json.loads(next((tmp_path / "run" / "metrics").glob("metrics_*.json")).read_text())
     assert {"beta_vae", "factor_vae", "mig", "dci"} <= set(metrics["results"])
     assert (tmp_path / "vqvae" / "vqvae.pt").is_file()  # the tokenizer was trained first
+
+
+@pytest.mark.parametrize("script", ["main_vct.py", "main_vct_mask.py", "main_vct_clip.py", "train_vqvae.py",
+                                    "evaluate.py"])
+def test_help_answers_without_importing_torch(script):
+    probe = ("import runpy, sys\n"
+             f"sys.argv = [{script!r}, '--help']\n"
+             "try:\n"
+             f"    runpy.run_path({script!r}, run_name='__main__')\n"
+             "except SystemExit:\n"
+             "    pass\n"
+             "print('TORCH_IMPORTED' if 'torch' in sys.modules else 'NO_TORCH')\n")
+    result = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "usage:" in result.stdout and result.stdout.strip().endswith("NO_TORCH"), result.stdout[-500:]

@@ -124,10 +124,10 @@ def add_common_arguments(parser: argparse.ArgumentParser, run_tag=""):
 
 
 def add_vct_arguments(parser: argparse.ArgumentParser, concepts_flag=("--concepts_num", "get_args.concepts_num"),
-                      run_tag=""):
+                      run_tag="", example_config="shapes3d_ce.gin"):
     """The published main_vct flags, as gin bindings with real booleans/ints, plus the shared ones."""
-    parser.add_argument("--config", default=None, help="gin config: a path, or a name under configs/ "
-                        "(e.g. shapes3d_ce.gin); required unless --resume")
+    parser.add_argument("--config", default=None, help=f"gin config: a path, or a name under configs/ "
+                        f"(e.g. {example_config}); required unless --resume")
     add_gin_switch(parser, "--wo_dis_loss", "get_args.dis_loss", False,
                    help="train without the concept disentangling loss (ablation; get_args.dis_loss = False)")
     add_gin_flag(parser, "--batch_size", "get_args.batch_size", type=int,
@@ -141,7 +141,7 @@ def parse_vct_arguments(setting, argv=None):
     """The flags of ``setting``'s entry script: the shared ones, then the setting's own."""
     # No abbreviations: main_vct_clip.py would take --concepts_num for --concepts_num_clip.
     parser = argparse.ArgumentParser(prog=setting.prog, description=setting.description, allow_abbrev=False)
-    add_vct_arguments(parser, setting.concepts_flag, setting.run_tag)
+    add_vct_arguments(parser, setting.concepts_flag, setting.run_tag, setting.example_config)
     setting.add_arguments(parser)
     args = parser.parse_args(argv)
     if args.resume is None and args.config is None:

@@ -64,6 +64,7 @@ class Setting:
     prog = "main_vct.py"          # the entry script (for --help)
     description = ""
     run_tag = ""                  # default run directory: runs/<config><run_tag>-seed<seed>
+    example_config = "shapes3d_ce.gin"  # named in --help
     # The flag that sets the number of concepts, and the binding it stands for.
     concepts_flag = ("--concepts_num", "get_args.concepts_num")
 

@@ -8,6 +8,7 @@ class MaskSetting(Setting):
     name = "mask"
     prog = "main_vct_mask.py"
     run_tag = "-mask"
+    example_config = "clevr_ce.gin"
     description = ("Train VCT concept tokens with the mask decoder (scene decomposition): each "
                    "concept is decoded into an RGB image and a mask, the reconstruction is their "
                    "mask-weighted sum (pixel MSE + concept disentangling loss). Evaluates ARI / "
