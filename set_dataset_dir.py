@@ -111,4 +111,8 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except OSError as error:  # a read-only config folder, a full disk, ...
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)

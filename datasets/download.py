@@ -184,7 +184,7 @@ def main(argv=None) -> int:
     try:
         for path in download(args.name, args.to, args.base_url):
             print(path)
-    except DatasetError as error:
+    except (DatasetError, OSError) as error:  # OSError: a read-only folder, a full disk, ...
         print(f"error: {error}", file=sys.stderr)
         return 2
     return 0

@@ -1,8 +1,16 @@
 """Checkpoints: atomic writes, ``weights_only=True`` loads, and the state needed for an exact
 resume (step, RNG states, gin config). The published keys (``encoder_model_state_dict``,
 ``decoder_model_state_dict``, ``optimizer_state_dict``) are kept at the top level."""
+import contextlib
+import hashlib
+import os
 import re
 from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # not on POSIX: no run-directory lock
+    fcntl = None
 
 import torch
 
@@ -109,3 +117,36 @@ def find_checkpoint(path) -> Path:
     if not path.is_file():
         raise UserError(f"checkpoint not found: {path}")
     return path
+
+
+def weights_key(module: torch.nn.Module) -> str:
+    """A digest of a module's weights (every parameter and buffer): the identity an evaluation
+    cache is keyed by, so retrained weights at the same path and step are never scored from
+    an older run's cache."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()[:32]
+
+
+@contextlib.contextmanager
+def run_dir_lock(run_dir):
+    """Hold an exclusive lock on ``run_dir`` (its ``.lock`` file) while a run writes there: a
+    second process on the same run directory stops with one line instead of interleaving its
+    logs and checkpoints with the first's. Only the main process of a torchrun job takes it."""
+    if fcntl is None or int(os.environ.get("RANK", "0")) != 0:
+        yield
+        return
+    path = Path(run_dir) / ".lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise UserError(f"{run_dir} is in use by another process (a run or a resume of it); wait for it "
+                            f"to finish or choose another --out") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

@@ -7,7 +7,9 @@ imports no torch, so ``--help`` stays quick.
 import argparse
 import json
 import logging
+import signal
 import sys
+import tokenize
 from pathlib import Path
 
 import gin
@@ -44,10 +46,28 @@ def register_configurables():
     import training.tokenizers.mask  # noqa: F401
 
 
-def load_gin(config_files=(), bindings=(), config_text=None):
+# A saved configuration (in a checkpoint) may import only the project's own modules: gin runs
+# an import line as code, and a checkpoint may come from someone else.
+TRUSTED_IMPORTS = ("models", "training", "datasets", "evaluation")
+
+
+def check_config_imports(text):
+    for line in text.splitlines():
+        words = line.split()
+        if words[:1] == ["import"] and len(words) > 1 and words[1].split(".")[0] not in TRUSTED_IMPORTS:
+            raise UserError(f"the saved configuration imports '{words[1]}', which is not a module of this "
+                            f"project; refusing to run it")
+        if words[:1] == ["include"]:
+            raise UserError("the saved configuration includes another file; refusing to run it")
+
+
+def load_gin(config_files=(), bindings=(), config_text=None, trusted=True):
     """Parse gin files (and/or the text of a saved config) and bindings from scratch; includes
     resolve next to each file and in configs/. Unknown configurables or parameters, and
-    syntax errors, become a UserError."""
+    syntax errors, become a UserError. ``trusted=False``: ``config_text`` came from a
+    checkpoint, and may import only this project's modules."""
+    if config_text is not None and not trusted:
+        check_config_imports(config_text)
     register_configurables()
     gin.clear_config()
     for path in config_files:
@@ -61,7 +81,7 @@ def load_gin(config_files=(), bindings=(), config_text=None):
         if config_text is not None:
             gin.parse_config(config_text)
         gin.parse_config_files_and_bindings([str(p) for p in config_files], list(bindings))
-    except (ValueError, KeyError, SyntaxError, IOError) as err:
+    except (ValueError, KeyError, SyntaxError, IOError, tokenize.TokenError) as err:
         raise UserError(f"bad gin configuration: {first_line(err)}") from None
     finally:
         logging.getLogger().removeFilter(quiet)
@@ -106,15 +126,15 @@ def add_gin_switch(parser: argparse.ArgumentParser, flag, binding, value, help=N
 
 
 def add_common_arguments(parser: argparse.ArgumentParser, run_tag=""):
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0); the same "
-                        "seed on CPU gives the same numbers")
+    parser.add_argument("--seed", type=int, default=None, help="random seed (default 0; a resumed run "
+                        "keeps its own); the same seed on CPU gives the same numbers")
     parser.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, "
                         "cuda:N (default auto)")
     parser.add_argument("--out", default=None, help=f"run directory (default runs/<config>{run_tag}-seed<seed>, "
                         f"with -wo_dis before -seed for --wo_dis_loss)")
     parser.add_argument("--resume", default=None, metavar="RUN_DIR",
-                        help="continue the run in RUN_DIR from its newest checkpoint, with its saved config "
-                             "(flags given here are bound after it)")
+                        help="continue the run in RUN_DIR from its newest checkpoint, with the configuration "
+                             "saved in that checkpoint (flags and bindings given here are bound after it)")
     add_gin_flag(parser, "--max_steps", "get_args.max_steps", type=int,
                  help="stop after this many optimisation steps (get_args.max_steps; default: the epochs)")
     parser.add_argument("--precision", choices=("fp32", "bf16"), default=None,
@@ -184,6 +204,13 @@ def vqvae_main(argv=None):
     parser.add_argument("--num-workers", type=int, default=0, help="DataLoader workers (default 0)")
     parser.add_argument("--save-interval", type=int, default=1000, help="checkpoint every N steps")
     args = parser.parse_args(argv)
+    for flag, value, low in (("--epochs", args.epochs, 1), ("--batch-size", args.batch_size, 1),
+                             ("--hidden", args.hidden, 1), ("-k", args.k, 2), ("--max-steps", args.max_steps, 1),
+                             ("--num-workers", args.num_workers, 0), ("--save-interval", args.save_interval, 1)):
+        if value is not None and value < low:
+            parser.error(f"{flag} must be at least {low}, got {value}")
+    if not args.lr > 0:
+        parser.error(f"--lr must be above 0, got {args.lr}")
     from training.vqvae_training import train_vqvae_from_args
     train_vqvae_from_args(args)
 
@@ -215,15 +242,31 @@ def load_run_args(run_dir: Path) -> dict:
         raise UserError(f"cannot read {path}: {first_line(err)}") from None
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 def run_main(main_fn, argv=None):
-    """Call ``main_fn(argv)``; user errors become one line on stderr and exit status 2."""
+    """Call ``main_fn(argv)``; user errors and OS errors (a read-only folder, a full disk, a
+    path under a file) become one line on stderr and exit status 2; SIGTERM acts as Ctrl-C."""
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        signal.signal(signal.SIGTERM, _interrupt)
+    except ValueError:  # not the main thread
+        previous = None
     try:
         return main_fn(argv)
     except KeyboardInterrupt:
         print("interrupted; the newest checkpoint is kept (continue with --resume)", file=sys.stderr)
         sys.exit(130)
+    except OSError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
     except Exception as err:
         if not isinstance(err, user_errors()):  # looked up only now: --help imports no dataset code
             raise
         print(f"error: {first_line(err)}", file=sys.stderr)
         sys.exit(2)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)

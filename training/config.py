@@ -7,9 +7,12 @@ those files port with few edits. Every field is documented here; a command-line 
 one of them, appended after the config files. ``RunConfig()`` is the bound configuration.
 """
 import dataclasses
+import math
 from typing import Optional
 
 import gin
+
+from training.errors import UserError
 
 
 @gin.configurable("get_args")
@@ -47,3 +50,38 @@ class RunConfig:
     image_interval: Optional[int] = None  # image grids every N steps (None: save_interval; 0: never)
     keep_checkpoints: int = 3             # newest step checkpoints kept (the final one always)
     evaluate_at_end: bool = True
+
+    def __post_init__(self):
+        """One check of every value, where the configuration is built: a bad one stops the run
+        with one line naming it, before anything is written."""
+        problems = [f"get_args.{name} = {getattr(self, name)!r} ({why})" for name, why in self._problems()]
+        if problems:
+            raise UserError("bad setting: " + "; ".join(problems))
+
+    def _problems(self):
+        def integer(value, low, allow_none=False):
+            if value is None:
+                return allow_none
+            return isinstance(value, int) and not isinstance(value, bool) and value >= low
+
+        rules = [("batch_size", integer(self.batch_size, 1), "a whole number >= 1"),
+                 ("num_workers", integer(self.num_workers, 0), "a whole number >= 0"),
+                 ("concepts_num", integer(self.concepts_num, 1), "a whole number >= 1"),
+                 ("concepts_num_clip", integer(self.concepts_num_clip, 1), "a whole number >= 1"),
+                 ("num_epochs", integer(self.num_epochs, 1), "a whole number >= 1"),
+                 ("max_steps", integer(self.max_steps, 1, allow_none=True), "None or a whole number >= 1"),
+                 ("log_interval", integer(self.log_interval, 1), "a whole number >= 1"),
+                 ("save_interval", integer(self.save_interval, 1), "a whole number >= 1"),
+                 ("eval_interval", integer(self.eval_interval, 0, allow_none=True), "None, 0 (never) or >= 1"),
+                 ("image_interval", integer(self.image_interval, 0, allow_none=True), "None, 0 (never) or >= 1"),
+                 ("keep_checkpoints", integer(self.keep_checkpoints, 1), "a whole number >= 1"),
+                 ("lr", isinstance(self.lr, (int, float)) and not isinstance(self.lr, bool)
+                  and math.isfinite(self.lr) and self.lr > 0, "a finite number > 0"),
+                 ("dis_loss", isinstance(self.dis_loss, bool), "True or False"),
+                 ("evaluate_at_end", isinstance(self.evaluate_at_end, bool), "True or False"),
+                 ("train_vqvae_if_missing", isinstance(self.train_vqvae_if_missing, bool), "True or False")]
+        problems = [(name, why) for name, ok, why in rules if not ok]
+        if self.dis_loss is True and self.batch_size == 1:
+            problems.append(("batch_size", "the disentangling loss swaps concepts between two images of a "
+                                           "batch: use batch_size >= 2, or --wo_dis_loss"))
+        return problems

@@ -8,6 +8,7 @@ resumable checkpoints. What is optimised comes in as an objective module (object
 import contextlib
 import dataclasses
 import json
+import math
 import os
 import time
 from pathlib import Path
@@ -136,7 +137,9 @@ class Trainer:
             state["scheduler_state_dict"] = self.scheduler.state_dict()
         return state
 
-    def save_checkpoint(self):
+    def save_checkpoint(self, loss=None):
+        if loss is not None:
+            self.check_finite(loss)
         if not self.dist.is_main:
             return None
         path = self.run_dir / "checkpoints" / f"checkpoint_{self.step:08d}.pt"
@@ -166,61 +169,81 @@ class Trainer:
             return torch.autocast(self.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
-    def run(self, resume_from: Path = None):
+    def run(self, resume_from: Path = None, resumed=False):
+        """Train to ``total_steps``. ``resume_from``: restore that checkpoint first;
+        ``resumed``: it was restored already (``restore``). Returns the last step."""
         s = self.settings
         if self.device.type == "cpu":
             limit_cpu_heap_growth()
         if resume_from is not None:
             self.restore(resume_from)
-        self.log = RunLog(self.run_dir, enabled=self.dist.is_main,
-                          resume_step=self.step if resume_from is not None else None)
+            resumed = True
+        self.log = RunLog(self.run_dir, enabled=self.dist.is_main, resume_step=self.step if resumed else None)
         sampler = StepBatchSampler(len(self.batches), s.batch_size, s.seed, self.step, s.total_steps,
                                    self.dist.rank, self.dist.world_size)
         loader = make_loader(self.batches, sampler, s.num_workers, pin_memory=self.device.type == "cuda")
         self.objective.train()
         bar = tqdm(total=s.total_steps, initial=self.step, desc=self.desc, dynamic_ncols=True,
                    disable=not self.dist.is_main, unit="step")
-        window_start, window_images, window_data_s = time.perf_counter(), 0, 0.0
+        self._window = (time.perf_counter(), 0, 0.0)  # start, images, seconds waiting for data
         start_step = self.step
         try:
             fetch_start = time.perf_counter()
             for images, _labels, indices in loader:
-                window_data_s += time.perf_counter() - fetch_start  # waiting for the loader
-                images = images.to(self.device, non_blocking=True)
-                # Free the last step's gradients before this step's activations are allocated.
-                self.optimizer.zero_grad(set_to_none=True)
-                with self._autocast():
-                    loss, logs = self.model(images, self.generator, indices)
-                loss.backward()
-                self.optimizer.step()
-                if self.scheduler is not None:
-                    self.scheduler.step()
-                self.step += 1
-                window_images += images.shape[0] * self.dist.world_size
+                self._count_window(0, time.perf_counter() - fetch_start)
+                loss, logs = self._train_step(images.to(self.device, non_blocking=True), indices)
+                self._count_window(images.shape[0] * self.dist.world_size, 0.0)
                 bar.update(1)
                 if self.step % s.log_interval == 0 or self.step == s.total_steps:
-                    values = {k: v.item() for k, v in logs.items()}  # one sync per log step
-                    elapsed = time.perf_counter() - window_start
-                    values["lr"] = self.optimizer.param_groups[0]["lr"]
-                    values["images_per_s"] = window_images / max(elapsed, 1e-9)
-                    values["data_wait_fraction"] = window_data_s / max(elapsed, 1e-9)
-                    values.update(self._memory_use())
-                    self.log.scalars(self.step, values)
-                    bar.set_postfix({k: f"{v:.3g}" for k, v in values.items()
-                                     if k in ("loss", "im_loss", "dis_loss", "images_per_s")}, refresh=False)
-                    window_start, window_images, window_data_s = time.perf_counter(), 0, 0.0
+                    self._log_step(bar, loss, logs)
                 if self.step % s.save_interval == 0 and self.step != s.total_steps:
-                    self.save_checkpoint()
+                    self.save_checkpoint(loss)
                 self._run_hooks(final=self.step == s.total_steps)
                 fetch_start = time.perf_counter()
             if self.step > start_step:
-                self.save_checkpoint()
+                self.save_checkpoint(loss)
             if self.dist.enabled:
                 self.check_ranks_in_sync()
         finally:
             bar.close()
             self.log.close()
         return self.step
+
+    def _train_step(self, images, indices):
+        # Free the last step's gradients before this step's activations are allocated.
+        self.optimizer.zero_grad(set_to_none=True)
+        with self._autocast():
+            loss, logs = self.model(images, self.generator, indices)
+        loss.backward()
+        self.optimizer.step()
+        if self.scheduler is not None:
+            self.scheduler.step()
+        self.step += 1
+        return loss, logs
+
+    def _count_window(self, images, data_seconds):
+        start, count, waited = self._window
+        self._window = (start, count + images, waited + data_seconds)
+
+    def _log_step(self, bar, loss, logs):
+        self.check_finite(loss)
+        start, count, waited = self._window
+        values = {k: v.item() for k, v in logs.items()}  # one sync per log step
+        elapsed = max(time.perf_counter() - start, 1e-9)
+        values.update(lr=self.optimizer.param_groups[0]["lr"], images_per_s=count / elapsed,
+                      data_wait_fraction=waited / elapsed, **self._memory_use())
+        self.log.scalars(self.step, values)
+        bar.set_postfix({k: f"{v:.3g}" for k, v in values.items()
+                         if k in ("loss", "im_loss", "dis_loss", "images_per_s")}, refresh=False)
+        self._window = (time.perf_counter(), 0, 0.0)
+
+    def check_finite(self, loss):
+        """Stop, keeping the checkpoints there are, when the loss is NaN or infinite: saving
+        would replace a good checkpoint with a broken one (and rotate the good ones out)."""
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            raise UserError(f"the loss is {value} at step {self.step} (learning rate too high?); stopped "
+                            f"before saving, the newest checkpoint in {self.run_dir / 'checkpoints'} is kept")
 
     def _memory_use(self):
         """Peak resident memory of this process (and peak CUDA memory), in GiB."""

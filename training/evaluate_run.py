@@ -40,6 +40,9 @@ def evaluate_saved_run(args):
     if args.checkpoint:
         path = ckpt.find_checkpoint(args.checkpoint)
         state = ckpt.load_checkpoint(path)
+        if not isinstance(state, dict) or "encoder_model_state_dict" not in state:
+            raise UserError(f"{path} is not a VCT checkpoint (no encoder weights; a VQ-VAE checkpoint is "
+                            f"evaluated through the VCT run that uses it)")
         run_dir = _run_dir_of(path)
         name = _recorded_setting(state, run_dir)
         if args.config is None and not state.get("gin_config"):
@@ -48,17 +51,15 @@ def evaluate_saved_run(args):
     else:
         name, config_files, config_text = args.setting or "vq", [resolve_config(args.config)], None
     setting = get_setting(name)
-    load_gin(config_files, bindings, config_text=config_text)
+    load_gin(config_files, bindings, config_text=config_text, trusted=config_text is None)
     cfg, device = RunConfig(), pick_device(args.device)
     seed_everything(args.seed)
     data = build_dataset(cfg.name, cfg.data_dir)
     ctx = RunContext(cfg, data, batches_for(data), device, args.seed, run_dir)
     objective = setting.build(ctx).to(device).eval()
-    key = f"untrained-seed{args.seed}"
     if state is not None:
         objective.load_model_state(state, lambda m, sd, what: ckpt.load_model_state(m, sd, what, path))
-        key = f"{path.resolve()}-step{state.get('step')}"
-    evaluation = setting.evaluate(ctx, objective, cache_key=key)
+    evaluation = setting.evaluate(ctx, objective, cache_key=ckpt.weights_key(objective))
     if evaluation is None:
         raise UserError(f"the '{name}' setting has no metrics for the {cfg.name} dataset")
     if args.metrics and not set(args.metrics) <= set(evaluation.results):

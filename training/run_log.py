@@ -22,8 +22,7 @@ class RunLog:
         """Drop lines logged after the checkpoint we resume from: they are logged again."""
         if not self.scalars_path.is_file():
             return
-        kept = [line for line in self.scalars_path.read_text().splitlines()
-                if line.strip() and json.loads(line).get("step", 0) <= step]
+        kept = [line for line, row in _rows(self.scalars_path) if row.get("step", 0) <= step]
         atomic_write_text(self.scalars_path, "".join(line + "\n" for line in kept))
 
     @property
@@ -65,10 +64,19 @@ class RunLog:
 def read_scalars(run_dir, split="train"):
     """{step: {name: value}} from a run's scalars.jsonl."""
     out = {}
-    path = Path(run_dir) / "scalars.jsonl"
-    for line in path.read_text().splitlines():
-        if line.strip():
-            row = json.loads(line)
-            if row.get("split") == split:
-                out[row.pop("step")] = {k: v for k, v in row.items() if k not in ("split", "time")}
+    for _, row in _rows(Path(run_dir) / "scalars.jsonl"):
+        if row.get("split") == split:
+            out[row.pop("step")] = {k: v for k, v in row.items() if k not in ("split", "time")}
     return out
+
+
+def _rows(path):
+    """(line, row) of every complete line; a line torn by a kill mid-write is skipped (its step
+    is logged again after the resume)."""
+    for line in path.read_text().splitlines():
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(row, dict):
+            yield line, row

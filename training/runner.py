@@ -30,25 +30,41 @@ class RunPlan:
 
 
 def open_run(setting, args) -> RunPlan:
-    """Load the gin configuration (a fresh run's --config, or a resumed run's config.gin, then
-    the flags' bindings) and choose the run directory."""
+    """Load the gin configuration (a fresh run's --config, or the configuration saved in a
+    resumed run's newest checkpoint, then the flags' bindings) and choose the run directory."""
     if args.resume:
-        run_dir = Path(args.resume)
-        saved = load_run_args(run_dir)
-        recorded = saved.get("setting", "vq")
-        if recorded != setting.name:
-            script = f" ({SETTINGS[recorded].prog})" if recorded in SETTINGS else ""
-            raise UserError(f"{run_dir} is a run of the '{recorded}' setting{script}; resume it with that setting's script")
-        # Runs made before flags were gin bindings kept them apart, as "overrides".
-        legacy = [f"get_args.{k} = {v!r}" for k, v in saved.get("overrides", {}).items() if v is not None]
-        load_gin([run_dir / "config.gin"], legacy + args.gin_bindings)
-        return RunPlan(run_dir, saved["seed"], args.precision or saved.get("precision", "fp32"), True,
-                       saved.get("config"))
+        return _open_resumed_run(setting, args)
     config_path = resolve_config(args.config)
     load_gin([config_path], args.gin_bindings)
-    stem = f"{config_path.stem}{setting.run_tag}{'-wo_dis' if args.wo_dis_loss else ''}-seed{args.seed}"
+    seed = 0 if args.seed is None else args.seed
+    stem = f"{config_path.stem}{setting.run_tag}{'-wo_dis' if args.wo_dis_loss else ''}-seed{seed}"
     run_dir = ckpt.prepare_run_dir(args.out or ROOT / "runs" / stem, resuming=False)
-    return RunPlan(run_dir, args.seed, args.precision or "fp32", False, args.config)
+    return RunPlan(run_dir, seed, args.precision or "fp32", False, args.config)
+
+
+def _open_resumed_run(setting, args) -> RunPlan:
+    run_dir = Path(args.resume)
+    saved = load_run_args(run_dir)
+    recorded = saved.get("setting", "vq")
+    if recorded != setting.name:
+        script = f" ({SETTINGS[recorded].prog})" if recorded in SETTINGS else ""
+        raise UserError(f"{run_dir} is a run of the '{recorded}' setting{script}; resume it with that setting's script")
+    if args.config is not None:
+        raise UserError("--resume continues with the run's own configuration; drop --config (change single "
+                        "values with --gin_bindings)")
+    if args.seed is not None and args.seed != saved["seed"]:
+        raise UserError(f"--resume continues with the run's seed {saved['seed']}; drop --seed {args.seed}")
+    latest = ckpt.latest_checkpoint(run_dir)
+    if latest is None:
+        raise UserError(f"{run_dir} was stopped before its first checkpoint: nothing to resume; start it "
+                        f"again (delete {run_dir} or choose another --out)")
+    # The configuration travels in the checkpoint (config.gin beside it is for people to read).
+    # Runs made before flags were gin bindings kept them apart, as "overrides".
+    legacy = [f"get_args.{k} = {v!r}" for k, v in saved.get("overrides", {}).items() if v is not None]
+    load_gin([], legacy + args.gin_bindings, config_text=ckpt.load_checkpoint(latest).get("gin_config", ""),
+             trusted=False)
+    return RunPlan(run_dir, saved["seed"], args.precision or saved.get("precision", "fp32"), True,
+                   saved.get("config"))
 
 
 def ensure_vqvae(cfg, dist, device, seed, num_images):
@@ -115,7 +131,7 @@ class RunOutputs:
             self.images[name] = path
 
     def write_evaluation(self, step):
-        evaluation = self.setting.evaluate(self.ctx, self.objective, cache_key=f"step{step}")
+        evaluation = self.setting.evaluate(self.ctx, self.objective, cache_key=ckpt.weights_key(self.objective))
         if evaluation is None:
             return
         path = self.ctx.run_dir / "metrics" / f"metrics_{step:08d}.json"
@@ -154,19 +170,25 @@ def vct_main(argv=None, setting="vq"):
 def run_vct(setting, args):
     """Train (or ``--resume``) VCT in ``setting`` with the parsed flags ``args``."""
     plan = open_run(setting, args)
-    cfg = RunConfig()
-    seed_everything(plan.seed)
-    dist, device = init_distributed(pick_device(args.device))
-    data = build_dataset(cfg.name, cfg.data_dir, rank=dist.rank)
-    batches = batches_for(data)
-    ensure_vqvae(cfg, dist, device, plan.seed, len(batches))
-    ctx = RunContext(cfg, data, batches, device, plan.seed, plan.run_dir)
-    objective = setting.build(ctx)
-    trainer = make_trainer(setting, ctx, objective, plan.precision, dist)
-    if dist.is_main:
-        record_run(plan, setting)
-    outputs = RunOutputs(setting, ctx, objective, trainer)
-    outputs.attach()
-    trainer.run(resume_from=ckpt.resume_checkpoint(plan.run_dir, plan.resume))
-    if dist.is_main:
-        print(outputs.summary())
+    with ckpt.run_dir_lock(plan.run_dir):
+        cfg = RunConfig()
+        seed_everything(plan.seed)
+        dist, device = init_distributed(pick_device(args.device))
+        data = build_dataset(cfg.name, cfg.data_dir, rank=dist.rank)
+        batches = batches_for(data)
+        ensure_vqvae(cfg, dist, device, plan.seed, len(batches))
+        ctx = RunContext(cfg, data, batches, device, plan.seed, plan.run_dir)
+        objective = setting.build(ctx)
+        trainer = make_trainer(setting, ctx, objective, plan.precision, dist)
+        if plan.resume:  # before anything is rewritten: a checkpoint that does not fit stops here
+            trainer.restore(ckpt.latest_checkpoint(plan.run_dir))
+            if trainer.step >= trainer.settings.total_steps:
+                raise UserError(f"{plan.run_dir} is at step {trainer.step} already; to train on, pass a "
+                                f"--max_steps above it")
+        if dist.is_main:
+            record_run(plan, setting)
+        outputs = RunOutputs(setting, ctx, objective, trainer)
+        outputs.attach()
+        trainer.run(resumed=plan.resume)
+        if dist.is_main:
+            print(outputs.summary())

@@ -99,7 +99,10 @@ def load_vqvae(path, hidden, k, num_channels=3, device="cpu"):
         raise UserError(f"VQ-VAE checkpoint not found: {path} (train one with "
                         f"python train_vqvae.py --dataset NAME --out {path.parent})")
     state = ckpt.load_checkpoint(path)
-    weights = state.get("model_state_dict", state)
+    weights = state.get("model_state_dict", state) if isinstance(state, dict) else None
+    if not isinstance(weights, dict) or not all(torch.is_tensor(v) for v in weights.values()):
+        raise UserError(f"{path} is not a VQ-VAE checkpoint (expected train_vqvae.py's vqvae.pt or a "
+                        f"state_dict of tensors)")
     model = VQ_CVAE(d=hidden, k=k, num_channels=num_channels)
     ckpt.load_model_state(model, weights, f"VQ-VAE (configured d={hidden}, k={k})", path)
     return model.to(device).eval()
@@ -109,6 +112,9 @@ def vq_tokenizer(ctx):
     """The run's frozen VQ-VAE (``get_args.vqvae_path``, ``hidden``, ``k``), after checking that
     the images give ``get_args.shape_num`` tokens (the VQ-VAE downsamples by 4)."""
     cfg, (height, width, channels) = ctx.cfg, ctx.image_shape
+    if height % 4 or width % 4:
+        raise UserError(f"the VQ-VAE downsamples by 4, so image sides must be multiples of 4; the "
+                        f"{cfg.name} images are {height}x{width}")
     tokens = (height // 4) * (width // 4)
     if tokens != cfg.shape_num:
         raise UserError(f"get_args.shape_num = {cfg.shape_num}, but {height}x{width} images give "
