@@ -199,3 +199,22 @@ def test_kills_at_random_moments_then_resume_give_the_uninterrupted_losses(tiny_
     for step in range(1, 31):
         for name in ("im_loss", "dis_loss", "loss"):
             assert got[step][name] == pytest.approx(expected[step][name], rel=1e-6, abs=1e-7), (step, name)
+
+
+def test_a_checkpoint_whose_config_imports_foreign_code_is_refused(tiny_world, tmp_path, capsys):
+    out = started_run(tiny_world, tmp_path, capsys)
+    path = ckpt.latest_checkpoint(out)
+    state = ckpt.load_checkpoint(path)
+    state["gin_config"] = f"import os\nimport antigravity\n{state['gin_config']}"
+    torch.save(state, path)
+    for main, argv in ((vct_main, ["--resume", out, "--max_steps", 3]), (evaluate.main, ["--checkpoint", out])):
+        code, err = run_in_process(main, [*argv, "--device", "cpu"], capsys)
+        assert_one_line(code, err, "imports 'os', which is not a module of this project")
+
+
+def test_a_tensor_as_the_vqvae_file_is_one_line(tiny_world, tmp_path, capsys):
+    tensor = tmp_path / "tensor.pt"
+    torch.save(torch.zeros(3), tensor)
+    code, err = run_in_process(vct_main, ["--config", tiny_world["config"], "--out", tmp_path / "r", "--device",
+                                          "cpu", "--gin_bindings", f"get_args.vqvae_path = '{tensor}'"], capsys)
+    assert_one_line(code, err, "is not a VQ-VAE checkpoint")
