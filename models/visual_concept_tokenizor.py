@@ -113,6 +113,17 @@ class Attention(nn.Module):
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, scale=self.scale)
         return self.to_out(rearrange(out, "b h n d -> b n (h d)"))
 
+    def attention_weights(self, x, context=None, mask=None):
+        """softmax(q k^T * scale), (b, heads, queries, keys), computed explicitly: the weights
+        ``forward`` applies, which its fused kernel does not return. For pictures only."""
+        context = x if context is None else context
+        q = rearrange(self.to_q(x), "b n (h d) -> b h n d", h=self.heads)
+        k = rearrange(self.to_kv(context).chunk(2, dim=-1)[0], "b n (h d) -> b h n d", h=self.heads)
+        scores = torch.einsum("bhnd,bhmd->bhnm", q, k) * self.scale
+        if mask is not None:
+            scores = scores.masked_fill(~rearrange(mask.bool(), "b ... -> b () () (...)"), float("-inf"))
+        return scores.softmax(dim=-1)
+
 
 def _attention_blocks(dim, heads, dim_head, count, tie_weights):
     """``count`` [PreNorm(self-attention), PreNorm(FeedForward)] pairs; with ``tie_weights``
@@ -196,19 +207,38 @@ class VCT_Encoder(nn.Module):
         self.layers = _attention_blocks(context_dim, latent_heads, latent_dim_head,
                                         max(depth - 1, 0), weight_tie_layers)
 
-    def forward(self, data, mask=None):
+    def _inputs(self, data):
+        """(image tokens with their position code, the concept prototypes) for ``data``."""
         _check_last_dim(data, self.dim, "image tokens")
         batch, num_tokens, _ = data.shape
         pos = grid_position_code(num_tokens, self.max_freq, self.num_freq_bands,
                                  device=data.device, dtype=data.dtype)
         tokens = torch.cat([data, pos.expand(batch, -1, -1)], dim=-1)
-        concepts = repeat(self.latents, "n d -> b n d", b=batch).to(data.dtype)
+        return tokens, repeat(self.latents, "n d -> b n d", b=batch).to(data.dtype)
+
+    def forward(self, data, mask=None):
+        tokens, concepts = self._inputs(data)
         ckpt = self.activation_checkpointing
         for i in range(self.depth):
             concepts = _residual(self.cs_layers[i], concepts, ckpt, context=tokens, mask=mask)
             if i != self.depth - 1:
                 tokens = _residual(self.layers[i], tokens, ckpt)
         return concepts
+
+    def cross_attention_maps(self, data, mask=None):
+        """Opt-in, for pictures: the last cross-attention layer's weights over the image tokens,
+        averaged over its heads, (batch, concepts, image tokens); each row sums to 1. They are
+        computed explicitly (the fused attention of ``forward`` does not return them) after
+        running the layers before it exactly as ``forward`` does."""
+        if self.depth < 1:
+            raise ValueError("an encoder of depth 0 has no cross-attention")
+        tokens, concepts = self._inputs(data)
+        for i in range(self.depth - 1):
+            concepts = _residual(self.cs_layers[i], concepts, context=tokens, mask=mask)
+            tokens = _residual(self.layers[i], tokens)
+        prenorm = self.cs_layers[self.depth - 1][0]
+        weights = prenorm.fn.attention_weights(prenorm.norm(concepts), prenorm.norm_context(tokens), mask)
+        return weights.mean(dim=1)
 
 
 # ----------------------------------------------------------------------------- decoder

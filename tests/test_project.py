@@ -48,6 +48,7 @@ def test_readme_main_job_runs_end_to_end_when_shortened(tmp_path):
                             text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "factor_vae" in result.stdout and "swap grid:" in result.stdout
+    assert f"report: {tmp_path / 'run' / 'report.html'}" in result.stdout
     metrics = json.loads(next((tmp_path / "run" / "metrics").glob("metrics_*.json")).read_text())
     assert {"beta_vae", "factor_vae", "mig", "dci"} <= set(metrics["results"])
     assert (tmp_path / "vqvae" / "vqvae.pt").is_file()  # the tokenizer was trained first

@@ -33,41 +33,61 @@ def _metric_bindings(metrics):
     return [f"evaluation.metrics = {list(metrics)!r}"]
 
 
+def _saved_configuration(path, state, config):
+    """(gin files, gin text) of a checkpoint: its own configuration, or ``config`` instead."""
+    if config is not None:
+        return [resolve_config(config)], None
+    if not state.get("gin_config"):
+        raise UserError(f"{path} holds no gin configuration; pass the run's --config")
+    return [], state["gin_config"]
+
+
+def _context(setting_name, config_files, config_text, bindings, device, seed, run_dir):
+    setting = get_setting(setting_name)
+    load_gin(config_files, bindings, config_text=config_text, trusted=config_text is None)
+    cfg = RunConfig()
+    seed_everything(seed)
+    data = build_dataset(cfg.name, cfg.data_dir)
+    return setting, RunContext(cfg, data, batches_for(data), pick_device(device), seed, run_dir)
+
+
+def load_saved_run(checkpoint, config=None, bindings=(), device="auto"):
+    """(setting, ctx, objective with the checkpoint's weights, checkpoint path, state) of a
+    checkpoint file or run directory, rebuilt with the configuration it holds (``config``
+    replaces it) and the run's own seed (so grids show the run's fixed images)."""
+    path = ckpt.find_checkpoint(checkpoint)
+    state = ckpt.load_checkpoint(path)
+    if not isinstance(state, dict) or "encoder_model_state_dict" not in state:
+        raise UserError(f"{path} is not a VCT checkpoint (no encoder weights; a VQ-VAE checkpoint is "
+                        f"used through the VCT run that uses it)")
+    run_dir = _run_dir_of(path)
+    seed = load_run_args(run_dir).get("seed", 0) if (run_dir / "run_args.json").is_file() else 0
+    files, text = _saved_configuration(path, state, config)
+    setting, ctx = _context(_recorded_setting(state, run_dir), files, text, list(bindings), device, seed, run_dir)
+    objective = setting.build(ctx).to(ctx.device).eval()
+    objective.load_model_state(state, lambda m, sd, what: ckpt.load_model_state(m, sd, what, path))
+    return setting, ctx, objective, path, state
+
+
 def evaluate_saved_run(args):
     """(Evaluation, results JSON path) for evaluate.py's parsed ``args``."""
-    state, path, run_dir = None, None, None
     bindings = list(args.gin_bindings) + _metric_bindings(args.metrics)
     if args.checkpoint:
-        path = ckpt.find_checkpoint(args.checkpoint)
-        state = ckpt.load_checkpoint(path)
-        if not isinstance(state, dict) or "encoder_model_state_dict" not in state:
-            raise UserError(f"{path} is not a VCT checkpoint (no encoder weights; a VQ-VAE checkpoint is "
-                            f"evaluated through the VCT run that uses it)")
-        run_dir = _run_dir_of(path)
-        name = _recorded_setting(state, run_dir)
-        if args.config is None and not state.get("gin_config"):
-            raise UserError(f"{path} holds no gin configuration; pass the run's --config")
-        config_files, config_text = ([resolve_config(args.config)], None) if args.config else ([], state["gin_config"])
+        setting, ctx, objective, path, _ = load_saved_run(args.checkpoint, args.config, bindings, args.device)
     else:
-        name, config_files, config_text = args.setting or "vq", [resolve_config(args.config)], None
-    setting = get_setting(name)
-    load_gin(config_files, bindings, config_text=config_text, trusted=config_text is None)
-    cfg, device = RunConfig(), pick_device(args.device)
-    seed_everything(args.seed)
-    data = build_dataset(cfg.name, cfg.data_dir)
-    ctx = RunContext(cfg, data, batches_for(data), device, args.seed, run_dir)
-    objective = setting.build(ctx).to(device).eval()
-    if state is not None:
-        objective.load_model_state(state, lambda m, sd, what: ckpt.load_model_state(m, sd, what, path))
+        path = None
+        setting, ctx = _context(args.setting or "vq", [resolve_config(args.config)], None, bindings, args.device,
+                                args.seed, None)
+        objective = setting.build(ctx).to(ctx.device).eval()
     evaluation = setting.evaluate(ctx, objective, cache_key=ckpt.weights_key(objective))
     if evaluation is None:
-        raise UserError(f"the '{name}' setting has no metrics for the {cfg.name} dataset")
+        raise UserError(f"the '{setting.name}' setting has no metrics for the {ctx.cfg.name} dataset")
     if args.metrics and not set(args.metrics) <= set(evaluation.results):
-        raise UserError(f"--metrics applies to the disentanglement metrics; the '{name}' setting reports "
-                        f"{', '.join(evaluation.results)}")
+        raise UserError(f"--metrics applies to the disentanglement metrics; the '{setting.name}' setting "
+                        f"reports {', '.join(evaluation.results)}")
     out = Path(args.out) if args.out else (
-        run_dir / "metrics" / f"evaluate_{path.stem}.json" if path is not None
+        ctx.run_dir / "metrics" / f"evaluate_{path.stem}.json" if path is not None
         else Path("runs") / f"evaluate_untrained_{Path(args.config).stem}_seed{args.seed}.json")
-    write_evaluation(out, evaluation, setting=name, config=cfg.name, checkpoint=args.checkpoint,
+    write_evaluation(out, evaluation, setting=setting.name, config=ctx.cfg.name, checkpoint=args.checkpoint,
                      untrained=args.untrained)
     return evaluation, out

@@ -16,6 +16,7 @@ from training.config import RunConfig
 from training.data import batches_for, build_dataset, seed_everything, steps_per_epoch
 from training.engine import LoopSettings, Trainer, init_distributed
 from training.errors import UserError
+from training.report import write_report
 from training.setting import SETTINGS, RunContext, get_setting
 from training.vqvae_training import train_vqvae
 
@@ -107,6 +108,7 @@ class RunOutputs:
         self.setting, self.ctx, self.objective, self.trainer = setting, ctx, objective, trainer
         self.images = {}        # name -> newest PNG
         self.evaluation = None  # (Evaluation, metrics JSON path) of the newest evaluation
+        self.report = None      # (report.html, step): rewritten at each evaluation and at the end
 
     def attach(self):
         cfg = self.ctx.cfg
@@ -117,6 +119,7 @@ class RunOutputs:
         self.trainer.add_hook(interval(cfg.image_interval), self.write_images)
         self.trainer.add_hook(interval(cfg.eval_interval), self.write_evaluation, at_end=cfg.evaluate_at_end)
         self.trainer.add_hook(0, self.write_operative_config)  # after the last step only
+        self.trainer.add_hook(0, self.write_report)
 
     def write_operative_config(self, step):
         """The values the run used, evaluation's included (gin knows them once they were used)."""
@@ -138,6 +141,14 @@ class RunOutputs:
         write_evaluation(path, evaluation, step=step, config=self.ctx.cfg.name, setting=self.setting.name)
         self.trainer.log.scalars(step, evaluation.scalars(), prefix="eval")
         self.evaluation = (evaluation, path)
+        self.write_report(step)
+
+    def write_report(self, step):
+        """report.html from the run directory, with the setting's pictures of the live model."""
+        if self.report is not None and self.report[1] == step:
+            return  # this step's evaluation wrote it
+        figures = self.setting.report_figures(self.ctx, self.objective, step)
+        self.report = (write_report(self.ctx.run_dir, figures, step=step), step)
 
     def summary(self):
         run_dir = self.ctx.run_dir
@@ -147,6 +158,8 @@ class RunOutputs:
         lines.append(f"logs: tensorboard --logdir {run_dir / 'tensorboard'}")
         if self.evaluation is not None:
             lines += [format_table(self.evaluation[0].results), f"metrics: {self.evaluation[1]}"]
+        if self.report is not None:
+            lines.append(f"report: {self.report[0]}")
         return "\n".join(lines)
 
 

@@ -14,6 +14,10 @@ run directory, the data, the training loop, checkpoints, logs -- and asks the se
 - ``evaluate(ctx, objective, cache_key) -> Evaluation | None``: the setting's metrics (None
   when none apply to this dataset). The runner calls it periodically and at the end of a run,
   evaluate.py on a saved run; the runner writes the metrics JSON and logs the scalars.
+- ``report_figures(ctx, objective, step) -> {name: picture}``: pictures of the live model
+  (traversals, attention maps, ...) for the run's report.html, made at each evaluation and at
+  the end (and by visualize.py); a picture is a matplotlib Figure, a PNG path or a
+  training.report.Picture (with a caption). None by default (no pictures).
 
 Settings return results; they never touch the trainer, and they import nothing from the
 runner. Register one with ``@register_setting``; README.md "Add a setting" shows a whole one.
@@ -79,6 +83,9 @@ class Setting:
 
     def evaluate(self, ctx: RunContext, objective, cache_key: str) -> Optional[Evaluation]:
         return None
+
+    def report_figures(self, ctx: RunContext, objective, step) -> dict:
+        return {}
 
 
 SETTINGS = {}

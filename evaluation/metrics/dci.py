@@ -41,14 +41,24 @@ def compute_dci(ground_truth_data, representation_function, random_state,
                 num_train: int = 10000, num_test: int = 5000, batch_size: int = 16,
                 n_jobs: int | None = -1, gbt_random_state: int | None = 0) -> dict:
     """DCI; returns ``{"informativeness_train", "informativeness_test",
-    "disentanglement", "completeness"}``.
+    "disentanglement", "completeness"}`` and, for pictures of which code took which factor,
+    ``"importance_matrix"`` (codes x factors, nested lists) and the dataset's
+    ``"factor_names"`` (when it has them).
 
     Defaults: 10000 train / 5000 test points, batch 16, one GBT per factor,
     ``n_jobs=-1`` (all cores, at most one process per factor).
     """
     mus_train, ys_train, mus_test, ys_test = utils.train_test_codes(
         ground_truth_data, representation_function, random_state, num_train, num_test, batch_size)
-    return _compute_dci(mus_train, ys_train, mus_test, ys_test, n_jobs, gbt_random_state)
+    scores = _compute_dci(mus_train, ys_train, mus_test, ys_test, n_jobs, gbt_random_state)
+    return {**scores, **_factor_names(ground_truth_data)}
+
+
+def _factor_names(ground_truth_data) -> dict:
+    """``{"factor_names": [...]}`` of a dataset that names its factors, else ``{}`` (the
+    metrics accept any object with the ground-truth interface)."""
+    names = list(getattr(ground_truth_data, "factor_names", None) or ())
+    return {"factor_names": [str(name) for name in names]} if names else {}
 
 
 def _compute_dci(mus_train, ys_train, mus_test, ys_test, n_jobs=-1, gbt_random_state=0) -> dict:
@@ -57,7 +67,8 @@ def _compute_dci(mus_train, ys_train, mus_test, ys_test, n_jobs=-1, gbt_random_s
     return {"informativeness_train": float(train_acc),
             "informativeness_test": float(test_acc),
             "disentanglement": float(disentanglement(importance_matrix)),
-            "completeness": float(completeness(importance_matrix))}
+            "completeness": float(completeness(importance_matrix)),
+            "importance_matrix": importance_matrix.tolist()}
 
 
 def _fit_factor(x_train, y_train, x_test, y_test, random_state):

@@ -26,7 +26,10 @@ _DENY = ["ground_truth_data", "representation_function", "random_state"]
 def compute_mig(ground_truth_data, representation_function, random_state,
                 num_train: int = 10000, batch_size: int = 16, num_bins: int = 20,
                 discretizer_fn="histogram") -> dict:
-    """MIG; returns ``{"discrete_mig"}``.
+    """MIG; returns ``{"discrete_mig"}`` and, for pictures of which code took which factor,
+    ``"mutual_information_matrix"`` (codes x factors, nested lists: each code's MI with each
+    factor divided by the factor's entropy, so 1 means the code determines the factor) and the
+    dataset's ``"factor_names"`` (when it has them).
 
     Defaults: 10000 points, batch 16, histogram discretiser with 20 bins
     (disentanglement_lib's ``discretizer.*`` bindings become ``num_bins`` /
@@ -36,7 +39,14 @@ def compute_mig(ground_truth_data, representation_function, random_state,
         ground_truth_data, representation_function, random_state)
     mus_train, ys_train = utils.generate_batch_factor_code(
         ground_truth_data, representation_function, num_train, random_state, batch_size)
-    return _compute_mig(mus_train, ys_train, num_bins, discretizer_fn)
+    scores = _compute_mig(mus_train, ys_train, num_bins, discretizer_fn)
+    return {**scores, **_factor_names(ground_truth_data)}
+
+
+def _factor_names(ground_truth_data) -> dict:
+    """``{"factor_names": [...]}`` of a dataset that names its factors, else ``{}``."""
+    names = list(getattr(ground_truth_data, "factor_names", None) or ())
+    return {"factor_names": [str(name) for name in names]} if names else {}
 
 
 def _compute_mig(mus_train, ys_train, num_bins=20, discretizer_fn="histogram") -> dict:
@@ -51,4 +61,5 @@ def _compute_mig(mus_train, ys_train, num_bins=20, discretizer_fn="histogram") -
     # then divides by zero (nan/inf), and so does this.
     with np.errstate(divide="ignore", invalid="ignore"):
         gaps = np.divide(sorted_m[0, :] - sorted_m[1, :], entropy[:])
-    return {"discrete_mig": float(np.mean(gaps))}
+        normalised = m / entropy[np.newaxis, :]  # a constant factor's column: nan (null in JSON)
+    return {"discrete_mig": float(np.mean(gaps)), "mutual_information_matrix": normalised.tolist()}

@@ -19,7 +19,12 @@ def test_matches_disentanglement_lib(reference_cases):
         np.random.seed(0)
         scores = dci.compute_dci(data, rep, np.random.RandomState(0), num_train=500, num_test=300,
                                  n_jobs=1, gbt_random_state=None)
-        assert scores == pytest.approx(DLIB_DCI[name], rel=1e-12, abs=1e-14)
+        assert {key: scores[key] for key in DLIB_DCI[name]} == pytest.approx(DLIB_DCI[name], rel=1e-12, abs=1e-14)
+        # The saved importance matrix is the one the scores were computed from.
+        matrix = np.array(scores["importance_matrix"])
+        assert matrix.shape == (8, 3) and scores["factor_names"] == ["factor_0", "factor_1", "factor_2"]
+        assert dci.disentanglement(matrix) == scores["disentanglement"]
+        assert dci.completeness(matrix) == scores["completeness"]
 
 
 def test_parallel_fits_give_identical_numbers(reference_cases):

@@ -50,3 +50,7 @@ class CLIPSetting(Setting):
     def evaluate(self, ctx, objective, cache_key):
         from training.tokenizers.vq import disentanglement
         return disentanglement(ctx, objective, cache_key)
+
+    def report_figures(self, ctx, objective, step):
+        from training.visualize_run import concept_figures
+        return concept_figures(ctx, objective, step, attention=False)  # CLIP's tokens are not image positions

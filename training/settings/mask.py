@@ -31,3 +31,7 @@ class MaskSetting(Setting):
     def evaluate(self, ctx, objective, cache_key):
         from training.tokenizers.mask import decomposition_scores
         return decomposition_scores(ctx, objective, self.scenes, self.split)
+
+    def report_figures(self, ctx, objective, step):
+        from training.visualize_run import concept_figures, scene_figures
+        return {**concept_figures(ctx, objective, step), **scene_figures(ctx, objective, self.scenes)}
