@@ -137,6 +137,9 @@ def add_common_arguments(parser: argparse.ArgumentParser, run_tag=""):
                              "saved in that checkpoint (flags and bindings given here are bound after it)")
     add_gin_flag(parser, "--max_steps", "get_args.max_steps", type=int,
                  help="stop after this many optimisation steps (get_args.max_steps; default: the epochs)")
+    parser.add_argument("--cpu_threads", type=int, default=None, metavar="N",
+                        help="intra-op CPU threads (default: the cores this process may use, split between "
+                             "the processes of a torchrun job; OMP_NUM_THREADS also sets it)")
     parser.add_argument("--precision", choices=("fp32", "bf16"), default=None,
                         help="bf16 autocast (CUDA) or plain fp32 (default fp32; a resumed run keeps its own)")
     parser.add_argument("--gin_bindings", action="append", default=[], metavar="BINDING",
@@ -166,6 +169,8 @@ def parse_vct_arguments(setting, argv=None):
     args = parser.parse_args(argv)
     if args.resume is None and args.config is None:
         parser.error("--config is required (or --resume RUN_DIR)")
+    if args.cpu_threads is not None and args.cpu_threads < 1:
+        parser.error(f"--cpu_threads must be at least 1, got {args.cpu_threads}")
     return args
 
 
@@ -176,6 +181,8 @@ def vct_entry(setting_name):
         from training.setting import get_setting
         setting = get_setting(setting_name)
         args = parse_vct_arguments(setting, argv)
+        from training.threads import apply_thread_policy
+        apply_thread_policy(args.cpu_threads)  # before torch is imported
         from training.runner import run_vct
         return run_vct(setting, args)
     return main

@@ -88,6 +88,6 @@ def evaluate_saved_run(args):
     out = Path(args.out) if args.out else (
         ctx.run_dir / "metrics" / f"evaluate_{path.stem}.json" if path is not None
         else Path("runs") / f"evaluate_untrained_{Path(args.config).stem}_seed{args.seed}.json")
-    write_evaluation(out, evaluation, setting=setting.name, config=ctx.cfg.name, checkpoint=args.checkpoint,
+    write_evaluation(out, evaluation, ctx, setting=setting.name, config=ctx.cfg.name, checkpoint=args.checkpoint,
                      untrained=args.untrained)
     return evaluation, out

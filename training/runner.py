@@ -3,6 +3,7 @@ flags and gin, the run directory, the data, the training loop, checkpoints, and 
 what the setting returns (image grids, evaluations). The setting (training/setting.py) is
 chosen by name; it builds the objective and knows nothing of this module."""
 import dataclasses
+import uuid
 from pathlib import Path
 
 import gin
@@ -16,6 +17,7 @@ from training.config import RunConfig
 from training.data import batches_for, build_dataset, seed_everything, steps_per_epoch
 from training.engine import LoopSettings, Trainer, init_distributed
 from training.errors import UserError
+from training.provenance import provenance
 from training.report import write_report
 from training.setting import SETTINGS, RunContext, get_setting
 from training.vqvae_training import train_vqvae
@@ -95,9 +97,14 @@ def make_trainer(setting, ctx, objective, precision, dist):
                    checkpoint_extra=extra, desc=f"VCT {cfg.name}")
 
 
-def write_evaluation(path, evaluation, **extra):
-    """The metrics JSON of an Evaluation (scores, their settings, ``extra``, git commit)."""
-    write_results_json(str(path), evaluation.results, settings={**evaluation.settings, **extra})
+def write_evaluation(path, evaluation, ctx, **extra):
+    """The metrics JSON of an Evaluation: scores, their settings, ``extra`` and the provenance
+    (package versions, git commit and dirtiness, device, seed, run id, operative config)."""
+    run_id = None
+    if ctx.run_dir is not None and (ctx.run_dir / "run_args.json").is_file():
+        run_id = load_run_args(ctx.run_dir).get("run_id")
+    write_results_json(str(path), evaluation.results, settings={
+        **evaluation.settings, **extra, "provenance": provenance(ctx.seed, ctx.device, run_id)})
 
 
 class RunOutputs:
@@ -138,7 +145,7 @@ class RunOutputs:
         if evaluation is None:
             return
         path = self.ctx.run_dir / "metrics" / f"metrics_{step:08d}.json"
-        write_evaluation(path, evaluation, step=step, config=self.ctx.cfg.name, setting=self.setting.name)
+        write_evaluation(path, evaluation, self.ctx, step=step, config=self.ctx.cfg.name, setting=self.setting.name)
         self.trainer.log.scalars(step, evaluation.scalars(), prefix="eval")
         self.evaluation = (evaluation, path)
         self.write_report(step)
@@ -164,13 +171,15 @@ class RunOutputs:
 
 
 def record_run(plan, setting):
-    """config.gin (every binding: what --resume reloads), operative_config.gin (the values
-    the run actually used, rewritten at the end when evaluation has used its own) and
-    run_args.json (setting, seed, precision, config)."""
+    """config.gin (every binding, for people to read: --resume reads the checkpoint's copy),
+    operative_config.gin (the values the run actually used, rewritten at the end when
+    evaluation has used its own) and run_args.json (setting, seed, precision, config, a run id
+    kept across resumes)."""
     atomic_write_text(plan.run_dir / "config.gin", gin.config_str())
     atomic_write_text(plan.run_dir / "operative_config.gin", gin.operative_config_str())
+    previous = load_run_args(plan.run_dir) if plan.resume else {}
     save_run_args(plan.run_dir, {"setting": setting.name, "seed": plan.seed, "precision": plan.precision,
-                                 "config": plan.config})
+                                 "config": plan.config, "run_id": previous.get("run_id") or uuid.uuid4().hex})
 
 
 def vct_main(argv=None, setting="vq"):

@@ -95,9 +95,17 @@ def test_a_setting_defined_here_trains_resumes_and_evaluates(pooled_setting, tin
     assert json.loads((out / "run_args.json").read_text())["setting"] == pooled_setting
     assert "eval" in {row["split"] for row in map(json.loads, (out / "scalars.jsonl").read_text().splitlines())}
 
+    run_id = json.loads((out / "run_args.json").read_text())["run_id"]
+    provenance = json.loads((out / "metrics" / "metrics_00000003.json").read_text())["settings"]["provenance"]
+    assert torch.__version__.startswith(provenance["versions"]["torch"].split("+")[0])
+    assert {"numpy", "scikit-learn", "gin-config"} <= set(provenance["versions"])
+    assert "VCT_Encoder.depth = 2" in provenance["operative_config"] and "git_commit" in provenance
+    assert provenance["run_id"] == run_id and provenance["seed"] == 0 and provenance["device"] == "cpu"
+
     code, err = run_in_process(main, ["--resume", out, "--max_steps", 5], capsys)
     assert code == 0, err[-5:]
     assert sorted(read_scalars(out)) == [1, 2, 3, 4, 5]
+    assert json.loads((out / "run_args.json").read_text())["run_id"] == run_id  # one run, resumed
     assert ckpt.load_checkpoint(ckpt.latest_checkpoint(out))["step"] == 5
 
     code, printed, err = run_with_output(evaluate.main, ["--checkpoint", out, "--device", "cpu"], capsys)
