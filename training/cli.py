@@ -138,8 +138,8 @@ def add_common_arguments(parser: argparse.ArgumentParser, run_tag=""):
     add_gin_flag(parser, "--max_steps", "get_args.max_steps", type=int,
                  help="stop after this many optimisation steps (get_args.max_steps; default: the epochs)")
     parser.add_argument("--cpu_threads", type=int, default=None, metavar="N",
-                        help="intra-op CPU threads (default: the cores this process may use, split between "
-                             "the processes of a torchrun job; OMP_NUM_THREADS also sets it)")
+                        help="intra-op CPU threads (default: torch's, one per physical core; the processes of a "
+                             "torchrun job split the cores; OMP_NUM_THREADS also sets it)")
     parser.add_argument("--precision", choices=("fp32", "bf16"), default=None,
                         help="bf16 autocast (CUDA) or plain fp32 (default fp32; a resumed run keeps its own)")
     parser.add_argument("--gin_bindings", action="append", default=[], metavar="BINDING",
