@@ -170,7 +170,7 @@ def parse_vct_arguments(setting, argv=None):
     if args.resume is None and args.config is None:
         parser.error("--config is required (or --resume RUN_DIR)")
     if args.cpu_threads is not None and args.cpu_threads < 1:
-        parser.error(f"--cpu_threads must be at least 1, got {args.cpu_threads}")
+        raise UserError(f"--cpu_threads must be at least 1, got {args.cpu_threads}")
     return args
 
 
@@ -215,9 +215,9 @@ def vqvae_main(argv=None):
                              ("--hidden", args.hidden, 1), ("-k", args.k, 2), ("--max-steps", args.max_steps, 1),
                              ("--num-workers", args.num_workers, 0), ("--save-interval", args.save_interval, 1)):
         if value is not None and value < low:
-            parser.error(f"{flag} must be at least {low}, got {value}")
-    if not args.lr > 0:
-        parser.error(f"--lr must be above 0, got {args.lr}")
+            raise UserError(f"{flag} must be at least {low}, got {value}")
+    if not 0 < args.lr < float("inf"):
+        raise UserError(f"--lr must be a finite number above 0, got {args.lr}")
     from training.vqvae_training import train_vqvae_from_args
     train_vqvae_from_args(args)
 

@@ -218,3 +218,23 @@ def test_a_tensor_as_the_vqvae_file_is_one_line(tiny_world, tmp_path, capsys):
     code, err = run_in_process(vct_main, ["--config", tiny_world["config"], "--out", tmp_path / "r", "--device",
                                           "cpu", "--gin_bindings", f"get_args.vqvae_path = '{tensor}'"], capsys)
     assert_one_line(code, err, "is not a VQ-VAE checkpoint")
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["--epochs", "0"], "--epochs must be at least 1, got 0"),
+    (["--batch-size", "0"], "--batch-size must be at least 1, got 0"),
+    (["-k", "0"], "-k must be at least 2, got 0"),
+    (["--lr", "0"], "--lr must be a finite number above 0"),
+])
+def test_train_vqvae_bad_numbers_are_one_line(tmp_path, capsys, argv, expected):
+    from training.cli import vqvae_main
+    code, err = run_in_process(vqvae_main, ["--dataset", "synthetic_shapes3d", "--out", tmp_path / "v", *argv], capsys)
+    assert_one_line(code, err, expected)
+    assert not (tmp_path / "v").exists()
+
+
+def test_images_whose_sides_are_not_multiples_of_4_are_one_line(tiny_world, tmp_path, capsys):
+    code, err = run_in_process(vct_main, ["--config", tiny_world["config"], "--out", tmp_path / "r", "--device", "cpu",
+                                          "--gin_bindings", f"get_args.data_dir = '{tmp_path / 'data34'}'",
+                                          "--gin_bindings", "make_synthetic_shapes3d.size = 34"], capsys)
+    assert_one_line(code, err, "image sides must be multiples of 4; the synthetic_shapes3d images are 34x34")
