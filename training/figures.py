@@ -301,7 +301,9 @@ def training_curves(series):
     training losses (log scale), the swap statistics, and the evaluation scores."""
     train = series.get("train", {})
     panels = [("training losses", {n: s for n, s in train.items() if n.endswith("loss")}, True),
-              ("concept swaps", {n: s for n, s in train.items() if "swap" in n or "acc" in n}, False),
+              ("swap accuracy: the largest re-encoded distance is at the swapped concept",
+               {n: s for n, s in train.items() if "accuracy" in n}, False),
+              ("concept swaps kept", {n: s for n, s in train.items() if n == "swaps_kept"}, False),
               ("evaluation", {n: s for n, s in series.get("eval", {}).items() if "/num_" not in n}, False)]
     panels = [panel for panel in panels if panel[1]]
     figure = _new_figure(1000, 240 * max(len(panels), 1))

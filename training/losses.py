@@ -32,7 +32,7 @@ def _map_outputs(fn, *outputs):
 
 
 def concept_disentangling_loss(encoder, decoder, tokenizer, concepts, generator=None, min_change=1e-3,
-                               decoded=None):
+                               decoded=None, stats=None):
     """CE(normalised per-concept distance between the re-tokenised original and swapped sets,
     swapped concept index). Returns (loss, number of samples kept).
 
@@ -42,6 +42,7 @@ def concept_disentangling_loss(encoder, decoder, tokenizer, concepts, generator=
     loss needs it): the original set is then not decoded a second time -- the same values, as
     the weights have not changed since. The original and swapped sets go through the
     tokenizer and the encoder as one batch: the same numbers as two passes, for half the calls.
+    ``stats``: a dict that receives ``swap_accuracy`` (a detached tensor).
     """
     batch, num_concepts, _ = concepts.shape
     if batch < 2:
@@ -65,4 +66,6 @@ def concept_disentangling_loss(encoder, decoder, tokenizer, concepts, generator=
     retokenised = encoder(tokenizer.retokenize(images))
     c_org, c_swap = retokenised[:kept], retokenised[kept:]
     distance = F.normalize(at_least_float32(c_org - c_swap).norm(dim=-1), dim=1)  # (kept, C)
+    if stats is not None:  # how often the largest distance is at the swapped concept
+        stats["swap_accuracy"] = (distance.detach().argmax(dim=1) == concept[keep]).float().mean()
     return F.cross_entropy(distance, concept[keep]), kept

@@ -62,9 +62,11 @@ class VCTObjective(nn.Module):
         logs = {"im_loss": im_loss.detach()}
         loss = im_loss
         if self.use_dis_loss:
+            stats = {}
             dis_loss, kept = concept_disentangling_loss(
                 self.encoder, self.decoder, self.tokenizer, concepts, generator, self.swap_min_change,
-                decoded=decoded)
+                decoded=decoded, stats=stats)
+            logs.update(stats)
             loss = loss + dis_loss
             logs["dis_loss"] = dis_loss.detach()
             logs["swaps_kept"] = torch.tensor(float(kept))

@@ -177,10 +177,14 @@ def test_attention_figure_and_mask_decomposition_render(tmp_path):
 
 def test_training_curves_have_a_panel_per_kind_of_scalar():
     series = {"train": {"loss": ([1, 2], [3.0, 2.0]), "dis_loss": ([1, 2], [1.0, 0.5]),
-                        "swaps_kept": ([1, 2], [8, 8]), "lr": ([1, 2], [1e-3, 1e-3])},
+                        "swaps_kept": ([1, 2], [8, 8]), "swap_accuracy": ([1, 2], [0.1, 0.4]),
+                        "lr": ([1, 2], [1e-3, 1e-3])},
               "eval": {"mig/discrete_mig": ([2], [0.1])}}
     figure = fig.training_curves(series)
-    assert [axes.get_title() for axes in figure.axes] == ["training losses", "concept swaps", "evaluation"]
+    titles = [axes.get_title() for axes in figure.axes]
+    assert titles[0] == "training losses" and titles[1].startswith("swap accuracy")
+    assert titles[2:] == ["concept swaps kept", "evaluation"]
+    assert [line.get_label() for line in figure.axes[1].get_lines()] == ["swap_accuracy"]
     assert sorted(line.get_label() for line in figure.axes[0].get_lines()) == ["dis_loss", "loss"]
     assert figure.axes[0].get_yscale() == "log"
 

@@ -61,10 +61,23 @@ def test_loss_is_cross_entropy_of_normalised_distances_hand_computed():
     gen = torch.Generator().manual_seed(0)
     concepts = torch.randn(4, 5, 3, requires_grad=True)
     identity = torch.nn.Identity()
-    loss, kept = concept_disentangling_loss(identity, identity, _IdentitySetting(), concepts, gen)
+    stats = {}
+    loss, kept = concept_disentangling_loss(identity, identity, _IdentitySetting(), concepts, gen, stats=stats)
     assert kept == 4
     expected = -math.log(math.e / (math.e + 4))
     assert loss.item() == pytest.approx(expected, rel=1e-6)
+    assert stats["swap_accuracy"].item() == 1.0  # the largest distance is always the swapped one
+
+
+def test_swap_accuracy_counts_the_swaps_whose_largest_distance_is_elsewhere():
+    class Scrambled(_IdentitySetting):  # re-tokenising moves every concept one place on
+        def retokenize(self, images):
+            return images.roll(1, dims=1)
+    gen = torch.Generator().manual_seed(0)
+    stats = {}
+    identity = torch.nn.Identity()
+    concept_disentangling_loss(identity, identity, Scrambled(), torch.randn(6, 5, 3), gen, stats=stats)
+    assert stats["swap_accuracy"].item() == 0.0
 
 
 def test_swaps_that_change_nothing_are_dropped():
