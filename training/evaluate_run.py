@@ -57,7 +57,7 @@ def load_saved_run(checkpoint, config=None, bindings=(), device="auto"):
     replaces it) and the run's own seed (so grids show the run's fixed images)."""
     path = ckpt.find_checkpoint(checkpoint)
     state = ckpt.load_checkpoint(path)
-    if not isinstance(state, dict) or "encoder_model_state_dict" not in state:
+    if not isinstance(state, dict) or not ({"encoder_model_state_dict", "setting"} & set(state)):
         raise UserError(f"{path} is not a VCT checkpoint (no encoder weights; a VQ-VAE checkpoint is "
                         f"used through the VCT run that uses it)")
     run_dir = _run_dir_of(path)
