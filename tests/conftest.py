@@ -8,3 +8,14 @@ import pytest
 def _clear_gin_bindings():
     yield
     gin.clear_config()
+
+
+@pytest.fixture
+def one_cpu_thread():
+    """Small-tensor tests: with several threads on a busy machine, the threads' spin-waits made
+    them ten times slower. One thread, restored afterwards."""
+    import torch
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -14,14 +14,7 @@ from models.gan.shifts import one_hot_shifts, sample_shift_magnitudes, shift_pre
 from models.gan.upfirdn import make_kernel, upfirdn2d
 
 
-@pytest.fixture(autouse=True)
-def _one_cpu_thread():
-    """These tests use small tensors: with several threads on a busy machine, the threads' spin-waits
-    made them ten times slower. One thread, restored afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_cpu_thread")  # tests/conftest.py
 
 TINY = {4: 8, 8: 8, 16: 4, 32: 4}
 

@@ -17,14 +17,7 @@ from training import checkpoint as ckpt
 from training.run_log import read_scalars
 
 
-@pytest.fixture(autouse=True)
-def _one_cpu_thread():
-    """These tests use small tensors: with several threads on a busy machine, the threads' spin-waits
-    made them ten times slower. One thread, restored afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_cpu_thread")  # tests/conftest.py
 
 TINY_GAN = """
 get_args.name = 'synthetic_shapes3d'

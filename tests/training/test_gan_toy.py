@@ -10,14 +10,7 @@ from training import checkpoint as ckpt
 from training.gan_toy_eval import direction_scores, random_pair_rate
 
 
-@pytest.fixture(autouse=True)
-def _one_cpu_thread():
-    """These tests use small tensors: with several threads on a busy machine, the threads' spin-waits
-    made them ten times slower. One thread, restored afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_cpu_thread")  # tests/conftest.py
 
 
 def toy_argv(tmp_path, *extra):

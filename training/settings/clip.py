@@ -3,7 +3,8 @@ clip_weights.py, feature cache: clip_cache.py)."""
 from pathlib import Path
 
 from training.cli import add_gin_flag
-from training.setting import Setting, register_setting
+from training.setting import register_setting
+from training.settings.vq import VQSetting
 
 
 def _absolute_if_file(value):
@@ -11,7 +12,7 @@ def _absolute_if_file(value):
 
 
 @register_setting
-class CLIPSetting(Setting):
+class CLIPSetting(VQSetting):  # the VQ setting's grids and metrics, over CLIP tokens
     name = "clip"
     prog = "main_vct_clip.py"
     run_tag = "-clip"
@@ -42,14 +43,6 @@ class CLIPSetting(Setting):
                                   "the CLIP token MLP")
         decoder = code_decoder(encoder, tokenizer.vq.num_codes, cfg.shape_num)
         return VCTObjective(encoder, decoder, tokenizer, dis_loss=cfg.dis_loss, swap_min_change=cfg.swap_min_change)
-
-    def image_grids(self, ctx, objective):
-        from training.tokenizers.vq import concept_grids
-        return concept_grids(ctx, objective)
-
-    def evaluate(self, ctx, objective, cache_key):
-        from training.tokenizers.vq import disentanglement
-        return disentanglement(ctx, objective, cache_key)
 
     def report_figures(self, ctx, objective, step):
         from training.visualize_run import concept_figures
