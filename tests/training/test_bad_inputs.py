@@ -65,6 +65,8 @@ def test_bad_files_and_paths_are_one_line(tiny_world, tmp_path, capsys):
     a_file.write_text("x")
     cases = [
         (["--out", a_file / "run"], "Not a directory"),                                  # a path under a file
+        (["--out", a_file], "File exists"),                                              # an existing file as --out
+        (["--out", "/proc/vct_read_only/run"], "No such file or directory"),             # a folder nobody may create
         (["--out", tmp_path / "r1", "--gin_bindings", f"get_args.vqvae_path = '{listed}'"],
          "is not a VQ-VAE checkpoint"),                                                   # a list as the VQ-VAE
     ]
