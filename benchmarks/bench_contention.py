@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-POLICIES = ("old", "passive", "single", "spin1k", "spin10k", "spin100k", "new")
+POLICIES = ("old", "passive", "single", "spin1k", "spin3k", "spin10k", "spin100k", "new")
 SCENARIOS = ("alone", "busy1", "busy2", "torch1")
 BUSY_LOOP = "import time\nend = time.time() + {seconds}\nwhile time.time() < end:\n    pass\n"
 

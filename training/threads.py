@@ -12,7 +12,7 @@ same seed on CPU still gives the same numbers.
 import os
 import sys
 
-SPIN_COUNT = "1000"  # spins before a waiting OpenMP thread sleeps (libgomp's default: 300000)
+SPIN_COUNT = "3000"  # spins before a waiting OpenMP thread sleeps (libgomp's default: 300000)
 
 
 def available_cores():
