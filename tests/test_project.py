@@ -54,9 +54,9 @@ def test_readme_main_job_runs_end_to_end_when_shortened(tmp_path):
     assert (tmp_path / "vqvae" / "vqvae.pt").is_file()  # the tokenizer was trained first
 
 
-@pytest.mark.parametrize("script", ["main_vct.py", "main_vct_mask.py", "main_vct_clip.py", "train_vqvae.py",
-                                    "evaluate.py"])
-def test_help_answers_without_importing_torch(script):
+def help_output(script):
+    """``script --help``'s output, run in a fresh interpreter that then reports whether torch
+    was imported; asserts it was not (--help must answer quickly)."""
     probe = ("import runpy, sys\n"
              f"sys.argv = [{script!r}, '--help']\n"
              "try:\n"
@@ -67,3 +67,10 @@ def test_help_answers_without_importing_torch(script):
     result = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "usage:" in result.stdout and result.stdout.strip().endswith("NO_TORCH"), result.stdout[-500:]
+    return result.stdout
+
+
+@pytest.mark.parametrize("script", ["main_vct.py", "main_vct_mask.py", "main_vct_clip.py", "train_vqvae.py",
+                                    "evaluate.py"])
+def test_help_answers_without_importing_torch(script):
+    help_output(script)
