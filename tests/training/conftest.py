@@ -39,6 +39,24 @@ VCT_Decoder.latent_dim_head = 8
 """
 
 
+# The shapes3d tiny world's sizes and widths, on scenes, with the scene metrics on.
+TINY_SCENES = TINY_SHARED + """
+make_synthetic_scenes.size = 32
+make_synthetic_scenes.num = 24
+make_synthetic_scenes.num_test = 6
+make_synthetic_scenes.progress = False
+get_dataset.resolution = 32
+get_args.name = 'synthetic_scenes'
+get_args.evaluate_at_end = True
+get_args.eval_interval = None
+MaskDecoder.hidden = 8
+MaskDecoder.query_features = 16
+scene_evaluation.num_images = 6
+scene_evaluation.batch_size = 4
+scene_evaluation.grid_images = 2
+"""
+
+
 def make_world(tmp_path_factory, name, config_text, dataset):
     """{'config', 'data', 'vqvae', 'base'}: ``config_text`` (with {data} and {vqvae} filled in)
     as <name>_ce.gin, its synthetic ``dataset`` and a 16-step VQ-VAE trained on it."""
@@ -88,8 +106,9 @@ def run_in_process(main, argv, capsys):
 
 
 def build_setting(setting, config, bindings=(), run_dir=None):
-    """(objective, RunContext) of ``setting`` (a registered name) for ``config`` plus gin
-    ``bindings``, on the CPU, as the runner builds them."""
+    """(objective, RunContext) of ``setting`` (a registered name, or a Setting instance whose
+    state the test reads afterwards) for ``config`` plus gin ``bindings``, on the CPU, as the
+    runner builds them."""
     import torch
     from training.config import RunConfig
     from training.data import batches_for, build_dataset
@@ -99,4 +118,5 @@ def build_setting(setting, config, bindings=(), run_dir=None):
     cfg = RunConfig()
     data = build_dataset(cfg.name, cfg.data_dir)
     ctx = RunContext(cfg, data, batches_for(data), torch.device("cpu"), 0, run_dir)
-    return get_setting(setting).build(ctx), ctx
+    setting = get_setting(setting) if isinstance(setting, str) else setting
+    return setting.build(ctx), ctx

@@ -9,29 +9,12 @@ import torch
 from torch import nn
 
 from models.mask_decoder import compose
-from tests.training.conftest import TINY_SHARED, build_setting, make_world, run_in_process, run_with_output
+from tests.training.conftest import TINY_SCENES, build_setting, make_world, run_in_process, run_with_output
 from training.data import SceneBatches
 from training.run_log import read_scalars
 from training.runner import vct_main
 from training.setting import get_setting
 from training.visualize import mask_grid
-
-# The shapes3d tiny world's sizes and widths, on scenes, with the scene metrics on.
-TINY_SCENES = TINY_SHARED + """
-make_synthetic_scenes.size = 32
-make_synthetic_scenes.num = 24
-make_synthetic_scenes.num_test = 6
-make_synthetic_scenes.progress = False
-get_dataset.resolution = 32
-get_args.name = 'synthetic_scenes'
-get_args.evaluate_at_end = True
-get_args.eval_interval = None
-MaskDecoder.hidden = 8
-MaskDecoder.query_features = 16
-scene_evaluation.num_images = 6
-scene_evaluation.batch_size = 4
-scene_evaluation.grid_images = 2
-"""
 
 
 @pytest.fixture(scope="module")
@@ -103,9 +86,8 @@ class GroundTruthOracle(nn.Module):
 
 def test_ground_truth_masks_score_one_through_the_setting(scene_world, tmp_path):
     from datasets import get_dataset
-    setting = get_setting("mask")
-    objective, ctx = build_setting("mask", scene_world["config"], run_dir=tmp_path)
-    setting.build(ctx)  # the setting keeps its held-out scenes
+    setting = get_setting("mask")  # keeps its held-out scenes when it builds
+    objective, ctx = build_setting(setting, scene_world["config"], run_dir=tmp_path)
     data, cfg = ctx.data, ctx.cfg
     oracle = GroundTruthOracle(data, get_dataset("clevr", cfg.data_dir, split="test", resolution=32))
     objective.decoder, objective.encode_images = oracle, oracle.encode_images

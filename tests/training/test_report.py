@@ -18,7 +18,7 @@ from PIL import Image
 import visualize
 from evaluation.metrics import dci, mig
 from evaluation.runner import write_results_json
-from tests.training.conftest import TINY_SHARED, run_with_output
+from tests.training.conftest import TINY_SCENES, TINY_SHARED, build_setting, run_with_output
 from tests.training.test_figures import NAMES, PERMUTATION, permuted_codes
 from training import figures as fig
 from training.report import Picture, write_report
@@ -197,35 +197,17 @@ def test_report_renders_in_a_headless_browser(tmp_path):
     assert picture.std() > 10  # not a blank page: text, tables and pictures were drawn
 
 
-SCENES = TINY_SHARED + """
-make_synthetic_scenes.size = 32
-make_synthetic_scenes.num = 12
-make_synthetic_scenes.num_test = 4
-make_synthetic_scenes.progress = False
-get_dataset.resolution = 32
-get_args.name = 'synthetic_scenes'
-MaskDecoder.hidden = 8
-MaskDecoder.query_features = 16
-"""
-
-
 def test_mask_setting_pictures_show_the_decomposition_against_the_truth(tmp_path):
     from models.vqvae import VQ_CVAE
-    from training.config import RunConfig
-    from training.data import batches_for, build_dataset
-    from training.cli import load_gin
-    from training.setting import RunContext, get_setting
+    from training.setting import get_setting
     from training.visualize_run import concept_figures, scene_figures
     config, vqvae = tmp_path / "scenes_ce.gin", tmp_path / "vqvae.pt"
-    config.write_text(SCENES.format(data=tmp_path / "data", vqvae=vqvae))
+    config.write_text(TINY_SCENES.format(data=tmp_path / "data", vqvae=vqvae))
     torch.manual_seed(0)
     torch.save(VQ_CVAE(d=16, k=8).state_dict(), vqvae)
-    load_gin([config])
-    cfg = RunConfig()
-    data = build_dataset(cfg.name, cfg.data_dir)
-    ctx = RunContext(cfg, data, batches_for(data), torch.device("cpu"), 0, tmp_path / "run")
     setting = get_setting("mask")
-    objective = setting.build(ctx).eval()
+    objective, ctx = build_setting(setting, config, run_dir=tmp_path / "run")
+    objective.eval()
     pictures = {**concept_figures(ctx, objective), **scene_figures(ctx, objective, setting.scenes, count=3)}
     assert set(pictures) == {"traversals", "attention", "decomposition"}
     columns = [t.get_text() for t in pictures["decomposition"].image.axes[0].get_xticklabels()]
