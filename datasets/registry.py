@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from . import cars3d, dsprites, mpi3d, multi_object_tfrecord, scenes, shapes3d
+from .data_root import ENV, data_root
 from .errors import DatasetError
 from .gin_settings import configurable
 
@@ -55,20 +56,24 @@ def get_dataset(name: str | None = None, data_dir: str | None = None, **options)
     """The dataset ``name`` read from its published layout under ``data_dir``.
 
     Arguments not given are taken from the gin bindings of ``get_dataset``
-    (``get_dataset.name``, ``get_dataset.data_dir``, ...).
+    (``get_dataset.name``, ``get_dataset.data_dir``, ...); a ``data_dir`` given by
+    neither is ``$VCT_DATA`` (datasets/data_root.py).
     Factor datasets (shapes3d, mpi3d_*, dsprites, cars3d) are GroundTruthData;
     scene datasets (clevr, clevr_with_masks, objects_room, objects_room_npz) are
     SceneDataset. ``options`` go to the loader: ``factor_sizes`` (mpi3d_*),
     ``split`` and ``resolution`` (clevr), ``resolution`` and ``max_scenes``
     (TFRecord scenes), ``resolution`` (objects_room_npz).
     """
+    from_env = data_dir is None and data_root() is not None
+    if from_env:
+        data_dir = data_root()  # an explicit argument or binding wins over $VCT_DATA
     if name is None or data_dir is None:
-        raise DatasetError("get_dataset needs a dataset name and a data_dir (arguments or gin "
-                           "bindings get_dataset.name / get_dataset.data_dir)")
+        raise DatasetError(f"get_dataset needs a dataset name and a data_dir (arguments, gin "
+                           f"bindings get_dataset.name / get_dataset.data_dir, or ${ENV})")
     key = canonical_name(name)
     if not Path(data_dir).is_dir():
-        raise DatasetError(f"data directory does not exist: {data_dir} (set it with "
-                           f"set_dataset_dir.py --datasets PATH)")
+        hint = f"from ${ENV}" if from_env else "set it with set_dataset_dir.py --datasets PATH"
+        raise DatasetError(f"data directory does not exist: {data_dir} ({hint})")
     loader = _LOADERS[key]
     accepted = _OPTIONS[key]
     unknown = sorted(set(options) - set(accepted))

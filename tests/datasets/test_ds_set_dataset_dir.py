@@ -1,7 +1,13 @@
-"""set_dataset_dir.py: rewrites only the path bindings, keeps everything else, idempotent."""
+"""set_dataset_dir.py: rewrites only the path bindings, keeps everything else, idempotent; and
+$VCT_DATA, the default data root: explicit argument / gin binding > $VCT_DATA > built-in default."""
 from pathlib import Path
 
+import gin
+import pytest
+
 import set_dataset_dir
+from datasets import DatasetError, get_dataset, make_synthetic_shapes3d, resolve_data_dir
+from .ds_fixtures import assert_one_line_error, write_shapes3d
 
 CE = ('# Shapes3D, CE tokens\n'
       'get_args.name = "shapes3d"\n'
@@ -62,3 +68,46 @@ def test_refuses_a_path_that_does_not_exist(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--datasets path does not exist" in err and "missing" in err
     assert read(configs / "shapes3d_ce.gin") == CE
+
+
+def test_vct_data_is_the_data_dir_nobody_gave(tmp_path, monkeypatch):
+    _, images = write_shapes3d(tmp_path / "root")
+    monkeypatch.setenv("VCT_DATA", str(tmp_path / "root"))
+    assert get_dataset("shapes3d").num_observations == len(images)
+
+
+def test_an_explicit_data_dir_or_gin_binding_wins_over_vct_data(tmp_path, monkeypatch):
+    write_shapes3d(tmp_path / "explicit", factor_sizes=(1, 1, 1, 1, 1, 2))
+    monkeypatch.setenv("VCT_DATA", str(tmp_path / "absent"))
+    assert get_dataset("shapes3d", str(tmp_path / "explicit")).num_observations == 2
+    gin.parse_config([f"get_dataset.data_dir = '{tmp_path / 'explicit'}'"])
+    assert get_dataset("shapes3d").num_observations == 2
+
+
+def test_missing_data_dir_names_vct_data(tmp_path, monkeypatch):
+    monkeypatch.delenv("VCT_DATA", raising=False)
+    with pytest.raises(DatasetError) as error:
+        get_dataset("shapes3d")
+    assert_one_line_error(error.value, "data_dir", "VCT_DATA")
+    monkeypatch.setenv("VCT_DATA", str(tmp_path / "absent"))
+    with pytest.raises(DatasetError) as error:
+        get_dataset("shapes3d")
+    assert_one_line_error(error.value, tmp_path / "absent", "from $VCT_DATA")
+
+
+def test_resolve_data_dir_precedence(monkeypatch, tmp_path):
+    monkeypatch.delenv("VCT_DATA", raising=False)
+    assert resolve_data_dir(None) is None and resolve_data_dir("data") == "data"
+    monkeypatch.setenv("VCT_DATA", str(tmp_path))
+    # None and the built-in default / configs' placeholder 'data' count as "not chosen".
+    assert resolve_data_dir(None) == resolve_data_dir("data") == str(tmp_path)
+    assert resolve_data_dir("/explicit") == "/explicit" and resolve_data_dir("data/toy") == "data/toy"
+
+
+def test_synthetic_data_ignores_vct_data(tmp_path, monkeypatch):
+    monkeypatch.setenv("VCT_DATA", str(tmp_path / "user_datasets"))
+    make_synthetic_shapes3d(tmp_path / "toy", size=32, factor_sizes=[1, 1, 1, 1, 2, 2], progress=False)
+    assert get_dataset("shapes3d", str(tmp_path / "toy")).num_observations == 4
+    assert not (tmp_path / "user_datasets").exists()
+    monkeypatch.delenv("VCT_DATA")
+    assert get_dataset("shapes3d", str(tmp_path / "toy")).num_observations == 4
