@@ -3,10 +3,13 @@
 Both readers read only the requested rows, keep no file-backed mapping (so the
 process RSS does not grow with the file, unlike np.memmap whose touched pages
 count as resident), and reopen their file after a fork so DataLoader workers work.
+Where ``os.pread`` is missing (Windows), rows are read with seek + read on the same
+descriptor under a per-reader lock (chosen per call, so the fallback is testable).
 """
 from __future__ import annotations
 
 import os
+import threading
 
 import numpy as np
 
@@ -74,7 +77,7 @@ class H5Rows:
 
 
 class NpyRows:
-    """Rows of a C-ordered .npy file, read with pread at computed offsets.
+    """Rows of a C-ordered .npy file, read with pread (or seek + read) at computed offsets.
 
     ``leading_axes`` > 1 treats the first axes as one flat row axis, e.g. a
     (elevation, azimuth, object, H, W, 3) cache read by mixed-radix row index.
@@ -107,22 +110,40 @@ class NpyRows:
                                f"{expected_size} bytes); expected {layout}")
         self._fd = None
         self._pid = None
+        self._lock = None
 
     def _descriptor(self) -> int:
         if self._fd is None or self._pid != os.getpid():
-            self._fd = os.open(self.path, os.O_RDONLY)
+            # O_BINARY: on Windows a descriptor is opened in text mode otherwise.
+            self._fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
             self._pid = os.getpid()
+            self._lock = threading.Lock()  # not one copied by fork, maybe held by a lost thread
         return self._fd
+
+    def _read_at(self, offset: int, size: int) -> bytes:
+        fd = self._descriptor()
+        pread = getattr(os, "pread", None)
+        if pread is not None:
+            return pread(fd, size, offset)
+        with self._lock:  # seek + read share the descriptor's position
+            os.lseek(fd, offset, os.SEEK_SET)
+            chunks, wanted = [], size
+            while wanted:
+                chunk = os.read(fd, wanted)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                wanted -= len(chunk)
+            return b"".join(chunks)
 
     def read(self, indices) -> np.ndarray:
         unique, inverse = _unique_sorted(indices)
         if unique.size and (unique[0] < 0 or unique[-1] >= self.shape[0]):
             raise DatasetError(f"row index out of range [0, {self.shape[0]}) for {self.path}")
-        fd = self._descriptor()
         out = np.empty((unique.size,) + self.shape[1:], dtype=self.dtype)
         flat = out.reshape(unique.size, -1).view(np.uint8)
         for position, row in enumerate(unique):
-            data = os.pread(fd, self._row_bytes, self._offset + int(row) * self._row_bytes)
+            data = self._read_at(self._offset + int(row) * self._row_bytes, self._row_bytes)
             if len(data) != self._row_bytes:
                 raise DatasetError(f"{self.path} is truncated at row {row}; expected {self.layout}")
             flat[position] = np.frombuffer(data, dtype=np.uint8)
@@ -130,7 +151,7 @@ class NpyRows:
 
     def __getstate__(self):
         state = dict(self.__dict__)
-        state["_fd"], state["_pid"] = None, None
+        state["_fd"], state["_pid"], state["_lock"] = None, None, None  # locks do not pickle
         return state
 
     def __del__(self):
