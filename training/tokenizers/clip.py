@@ -9,11 +9,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from models.clip_tokenizer import CLIPImageTokenizer
+from models.clip_tokenizer import CLIPImageTokenizer, state_sha256
 from training.errors import UserError
 from training.tokenizers.clip_cache import CLIPFeatureCache, image_fingerprints, open_feature_cache
-from training.tokenizers.clip_weights import load_clip_tower
-from training.tokenizers.vq import VQTokenizer, vq_tokenizer
+from training.tokenizers.clip_weights import RANDOM_WEIGHTS, load_clip_tower
+from training.tokenizers.vq import VQTokenizer, vq_tokenizer, weights_loaded_later
 
 
 class CLIPTokenizer(nn.Module):
@@ -84,6 +84,17 @@ class CLIPTokenizer(nn.Module):
                             f"was trained with")
         load(self.clip.mlp, checkpoint["mlp_state_dict"], "CLIP token MLP")
 
+    def bundle_bindings(self):
+        """What a bundle must bind to rebuild this tower without its weight file: the activation
+        (part of the architecture, not of the weights; a tag's own default is not in the config)."""
+        quick_gelu = any(type(m).__name__ == "QuickGELU" for m in self.clip.tower.modules())
+        return [f"clip_tower.quick_gelu = {quick_gelu!r}"]
+
+    def weights_replaced(self):
+        """The tower's weights were replaced after the build (from a bundle): its digest, and so
+        ``features_id``, follows them."""
+        self.clip.weights_sha256 = state_sha256(self.clip.tower)
+
 
 def clip_tokenizer(ctx):
     """Frozen CLIP tower + token MLP (``get_args.clip_weights``, ``clip_tokens``) over the run's
@@ -94,8 +105,10 @@ def clip_tokenizer(ctx):
         raise UserError(f"get_args.clip_tokens = {cfg.clip_tokens}: VCT_Encoder needs a square number of "
                         f"image tokens (published: 36, a 6x6 grid)")
     vq = vq_tokenizer(ctx)
-    tower, mean, std = load_clip_tower(cfg.clip_weights)
+    # For a bundle: a random tower of the same architecture, whose weights (and mean/std) the
+    # bundle replaces; features cached under its random digest would be misfiled, so no cache.
+    tower, mean, std = load_clip_tower(RANDOM_WEIGHTS if weights_loaded_later() else cfg.clip_weights)
     tokenizer = CLIPTokenizer(CLIPImageTokenizer(tower, num_tokens=cfg.clip_tokens, mean=mean, std=std), vq)
-    if cfg.clip_cache_dir:
+    if cfg.clip_cache_dir and not weights_loaded_later():
         tokenizer.attach_feature_cache(open_feature_cache(cfg, ctx.batches, tokenizer.clip))
     return tokenizer

@@ -14,7 +14,7 @@ from models.gan import Encoder4GAN, Generator, LatentDeformator
 from models.gan.shifts import one_hot_shifts, sample_shift_magnitudes, shift_prediction_loss
 from training import checkpoint as ckpt
 from training.errors import UserError
-from training.tokenizers.vq import concept_encoder
+from training.tokenizers.vq import concept_encoder, weights_loaded_later
 from training.visualize import to_unit_range
 
 RANDOM_WEIGHTS = "random"
@@ -118,7 +118,7 @@ def stylegan_source(gan, device):
     except ValueError as err:
         raise UserError(f"gan_args: {err}") from None
     what = f"StyleGAN2 {gan.size} px generator"
-    if _random_seed(gan.generator_weights) is None:
+    if _random_seed(gan.generator_weights) is None and not weights_loaded_later():
         state, path = read_generator_weights(gan.generator_weights, what, gan.weights_source)
         ckpt.load_model_state(generator, state, what, path)
     return StyleGANSource(generator.to(device), gan.randomize_noise)
@@ -132,11 +132,11 @@ def biggan_source(gan, device):
     except ImportError as err:
         raise UserError(str(err)) from None
     what = "BigGAN-deep-256 generator"
-    if _random_seed(gan.generator_weights) is None:
+    if _random_seed(gan.generator_weights) is not None:
+        make_random_weights_usable(model)
+    elif not weights_loaded_later():  # (a bundle's weights replace these)
         state, path = read_generator_weights(gan.generator_weights, what, gan.weights_source)
         ckpt.load_model_state(model, state, what, path)
-    else:
-        make_random_weights_usable(model)
     if not 0 < gan.biggan_truncation <= 1:
         raise UserError(f"gan_args.biggan_truncation = {gan.biggan_truncation}: BigGAN needs 0 < truncation <= 1")
     if not 0 <= gan.biggan_class < 1000:
@@ -213,7 +213,7 @@ def gan_objective(ctx, gan, kind):
     if not cfg.dis_loss:
         raise UserError("the GAN settings train only the shift-prediction loss: --wo_dis_loss "
                         "(get_args.dis_loss = False) does not apply")
-    if kind == "stylegan2" and gan.train_toy_if_missing:
+    if kind == "stylegan2" and gan.train_toy_if_missing and not weights_loaded_later():
         from training.gan_toy import ensure_toy_generator
         ensure_toy_generator(ctx, gan)
     source = biggan_source(gan, ctx.device) if kind == "biggan" else stylegan_source(gan, ctx.device)

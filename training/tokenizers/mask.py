@@ -94,8 +94,11 @@ def mask_decoder(ctx, encoder):
 
 def checked_heldout_scenes(ctx):
     """The held-out scenes the decomposition is scored on, checked: a scene dataset, with
-    ground-truth masks, at the training images' size."""
+    ground-truth masks, at the training images' size. (None, None) without a dataset (a
+    bundle rebuilt for its weights alone, training/bundle.py)."""
     cfg, data = ctx.cfg, ctx.data
+    if data is None:
+        return None, None
     if not isinstance(data, SceneDataset):
         raise UserError(f"main_vct_mask.py needs a multi-object scene dataset with instance masks "
                         f"(clevr, synthetic_scenes, objects_room, ...); {cfg.name} is not one")

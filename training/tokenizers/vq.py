@@ -10,6 +10,8 @@ enabled, so a trainable tokenizer part trains there; a frozen one wraps it in no
 ``model_state()`` / ``load_model_state(checkpoint, load)`` for its trainable parts. The mask and
 CLIP tokenizers implement the same methods.
 """
+import contextlib
+import contextvars
 from pathlib import Path
 
 import torch
@@ -91,6 +93,27 @@ class VQTokenizer(nn.Module):
         pass
 
 
+_WEIGHTS_LOADED_LATER = contextvars.ContextVar("frozen_weights_loaded_later", default=False)
+
+
+@contextlib.contextmanager
+def frozen_weights_loaded_later():
+    """Inside: the frozen parts (VQ-VAE, CLIP tower, GAN generator) are built at their configured
+    sizes without reading their weight files, and no file is trained or cached for them. A
+    bundle's model.safetensors holds every weight and replaces them right after the build
+    (training/bundle.py)."""
+    token = _WEIGHTS_LOADED_LATER.set(True)
+    try:
+        yield
+    finally:
+        _WEIGHTS_LOADED_LATER.reset(token)
+
+
+def weights_loaded_later() -> bool:
+    """Whether the build is inside ``frozen_weights_loaded_later``."""
+    return _WEIGHTS_LOADED_LATER.get()
+
+
 def load_vqvae(path, hidden, k, num_channels=3, device="cpu"):
     """A frozen-to-be VQ_CVAE of the given size with weights from ``path`` (our checkpoint or
     a published raw state_dict). Clear errors for a missing file or a size mismatch."""
@@ -119,6 +142,8 @@ def vq_tokenizer(ctx):
     if tokens != cfg.shape_num:
         raise UserError(f"get_args.shape_num = {cfg.shape_num}, but {height}x{width} images give "
                         f"{tokens} VQ-VAE tokens")
+    if weights_loaded_later():
+        return VQTokenizer(VQ_CVAE(d=cfg.hidden, k=cfg.k, num_channels=channels).to(ctx.device))
     return VQTokenizer(load_vqvae(cfg.vqvae_path, cfg.hidden, cfg.k, channels, ctx.device))
 
 
