@@ -3,9 +3,12 @@
     python evaluate.py --checkpoint runs/shapes3d_ce-seed0          # a run dir: its newest checkpoint
     python evaluate.py --checkpoint PATH/checkpoint_00005000.pt --metrics mig dci --out results.json
     python evaluate.py --config toy_ce.gin --untrained              # a randomly initialised baseline
+    python evaluate.py --checkpoint bundles/shapes3d                # a bundle folder (export.py)
 
 The checkpoint names its setting and holds its gin configuration, so no --config is needed
-(a given --config replaces the saved one, e.g. for another data_dir). VQ-VAE and CLIP runs are
+(a given --config replaces the saved one, e.g. for another data_dir). A bundle is rebuilt from
+its config.json and model.safetensors alone (no VQ-VAE file); the dataset it is scored on is
+built from its configuration (move it with --gin_bindings "get_args.data_dir = 'PATH'"). VQ-VAE and CLIP runs are
 scored on the disentanglement metrics, mask runs on ARI / FG-ARI / mBO. The JSON holds the
 scores, the settings used and the git commit; a table is printed.
 """
@@ -18,7 +21,8 @@ METRIC_NAMES = ("beta_vae", "factor_vae", "mig", "dci", "sap", "modularity_expli
 def parse_arguments(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--checkpoint", help="checkpoint file, or a run directory (its newest checkpoint)")
+    source.add_argument("--checkpoint", help="checkpoint file, a run directory (its newest checkpoint), or a "
+                        "bundle folder written by export.py")
     source.add_argument("--untrained", action="store_true",
                         help="evaluate randomly initialised VCT modules (a baseline; needs --config)")
     parser.add_argument("--config", default=None, help="gin config (path or name under configs/); default: "
@@ -29,7 +33,8 @@ def parse_arguments(argv=None):
                         help=f"disentanglement metrics to run ({', '.join(METRIC_NAMES)}; default: the "
                              f"configured VCT protocol)")
     parser.add_argument("--out", default=None, help="results JSON (default: the run dir's "
-                        "metrics/evaluate_<checkpoint>.json)")
+                        "metrics/evaluate_<checkpoint>.json; a bundle's: BUNDLE/metrics/evaluate_model.json, "
+                        "its evaluation cache in BUNDLE/eval_cache/)")
     parser.add_argument("--seed", type=int, default=0, help="seed for the untrained baseline (default 0)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N (default auto)")
     parser.add_argument("--gin_bindings", action="append", default=[], help="extra gin binding (repeatable)")

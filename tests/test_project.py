@@ -71,6 +71,6 @@ def help_output(script):
 
 
 @pytest.mark.parametrize("script", ["main_vct.py", "main_vct_mask.py", "main_vct_clip.py", "train_vqvae.py",
-                                    "evaluate.py"])
+                                    "evaluate.py", "export.py"])
 def test_help_answers_without_importing_torch(script):
     help_output(script)

@@ -51,10 +51,26 @@ def _context(setting_name, config_files, config_text, bindings, device, seed, ru
     return setting, RunContext(cfg, data, batches_for(data), pick_device(device), seed, run_dir)
 
 
+def _load_bundle(folder, config, bindings, device):
+    """load_saved_run of a bundle (training/bundle.py): its folder serves as the run directory
+    (evaluate.py's results and caches go there) and its config.json as the state."""
+    from training import bundle
+    saved = bundle.read_config(folder)
+    files, text = ([resolve_config(config)], None) if config is not None else ([], saved["gin_config"])
+    bindings = bundle.rebuild_bindings(saved, list(bindings), own_configuration=config is None)
+    setting, ctx = _context(saved["setting"], files, text, bindings, device, saved["seed"], folder)
+    bundle.check_image_shape(saved, ctx.image_shape, folder)
+    objective = bundle.build_objective(setting, ctx, saved, folder)
+    return setting, ctx, objective, folder / bundle.WEIGHTS_NAME, saved
+
+
 def load_saved_run(checkpoint, config=None, bindings=(), device="auto"):
     """(setting, ctx, objective with the checkpoint's weights, checkpoint path, state) of a
-    checkpoint file or run directory, rebuilt with the configuration it holds (``config``
-    replaces it) and the run's own seed (so grids show the run's fixed images)."""
+    checkpoint file, run directory or bundle folder, rebuilt with the configuration it holds
+    (``config`` replaces it) and the run's own seed (so grids show the run's fixed images)."""
+    from training.bundle import is_bundle
+    if is_bundle(checkpoint):
+        return _load_bundle(Path(checkpoint), config, bindings, device)
     path = ckpt.find_checkpoint(checkpoint)
     state = ckpt.load_checkpoint(path)
     if not isinstance(state, dict) or not ({"encoder_model_state_dict", "setting"} & set(state)):
