@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from datasets import get_dataset
+from datasets import get_dataset, resolve_data_dir
 from datasets.ground_truth import GroundTruthData
 from datasets.synthetic import make_synthetic_scenes, make_synthetic_shapes3d
 from training.errors import UserError
@@ -22,8 +22,9 @@ SYNTHETIC = {
 
 
 def build_dataset(name: str, data_dir: str, rank: int = 0):
-    """The dataset ``name`` under ``data_dir``; a ``synthetic_*`` name renders its files there
-    first (gin binds the renderer's size and factor grid) unless they are already there."""
+    """The dataset ``name`` under ``data_dir`` (``$VCT_DATA`` when it is left at the ``'data'``
+    default); a ``synthetic_*`` name renders its files under ``data_dir`` itself first (gin
+    binds the renderer's size and factor grid) unless they are already there."""
     if name in SYNTHETIC:
         maker, loader_name = SYNTHETIC[name]
         if rank == 0:
@@ -31,7 +32,7 @@ def build_dataset(name: str, data_dir: str, rank: int = 0):
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             torch.distributed.barrier()
         return get_dataset(loader_name, data_dir)
-    return get_dataset(name, data_dir)
+    return get_dataset(name, resolve_data_dir(data_dir))
 
 
 class GroundTruthBatches(Dataset):

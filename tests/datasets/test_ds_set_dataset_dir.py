@@ -111,3 +111,14 @@ def test_synthetic_data_ignores_vct_data(tmp_path, monkeypatch):
     assert not (tmp_path / "user_datasets").exists()
     monkeypatch.delenv("VCT_DATA")
     assert get_dataset("shapes3d", str(tmp_path / "toy")).num_observations == 4
+
+
+def test_training_reads_vct_data_when_the_config_leaves_data_dir_at_its_default(tmp_path, monkeypatch):
+    from training.data import build_dataset
+    write_shapes3d(tmp_path / "root")
+    monkeypatch.setenv("VCT_DATA", str(tmp_path / "root"))
+    monkeypatch.chdir(tmp_path)  # no ./data here: only $VCT_DATA has the files
+    assert build_dataset("shapes3d", "data").num_observations == 2 * 3 * 2 * 2 * 2 * 3
+    with pytest.raises(DatasetError) as error:
+        build_dataset("shapes3d", str(tmp_path / "elsewhere"))  # an explicit folder wins
+    assert_one_line_error(error.value, "elsewhere")

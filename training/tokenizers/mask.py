@@ -14,7 +14,7 @@ import gin
 import torch
 import torch.nn.functional as F
 
-from datasets import SceneDataset, canonical_name, get_dataset
+from datasets import SceneDataset, canonical_name, get_dataset, resolve_data_dir
 from evaluation.decomposition import check_scenes_have_masks, evaluate_decomposition
 from models.mask_decoder import MaskDecoder
 from training.data import SYNTHETIC, image_shape_of
@@ -73,7 +73,8 @@ def heldout_scenes(cfg, split, train_data):
     (synthetic_scenes writes one); other scene datasets have one split, scored as 'train'."""
     loader = SYNTHETIC[cfg.name][1] if cfg.name in SYNTHETIC else canonical_name(cfg.name)
     if loader == "clevr":
-        return get_dataset("clevr", cfg.data_dir, split=split), split
+        data_dir = cfg.data_dir if cfg.name in SYNTHETIC else resolve_data_dir(cfg.data_dir)
+        return get_dataset("clevr", data_dir, split=split), split
     print(f"note: {cfg.name} has no held-out split; scoring the decomposition on its training images")
     return train_data, "train"
 
