@@ -31,6 +31,7 @@ class RunConfig:
     train_vqvae_if_missing: bool = False  # toy configs: train the tokenizer first if absent
     vqvae_epochs: int = 100               # ... for that many epochs
     vqvae_max_steps: Optional[int] = None
+    vqvae_lr: float = 2e-4                # ... at this Adam learning rate (published 2e-4)
     # VCT
     concepts_num: int = 20
     lr: float = 1e-4
@@ -64,6 +65,9 @@ class RunConfig:
                 return allow_none
             return isinstance(value, int) and not isinstance(value, bool) and value >= low
 
+        def positive_number(value):
+            return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+
         rules = [("batch_size", integer(self.batch_size, 1), "a whole number >= 1"),
                  ("num_workers", integer(self.num_workers, 0), "a whole number >= 0"),
                  ("concepts_num", integer(self.concepts_num, 1), "a whole number >= 1"),
@@ -75,8 +79,8 @@ class RunConfig:
                  ("eval_interval", integer(self.eval_interval, 0, allow_none=True), "None, 0 (never) or >= 1"),
                  ("image_interval", integer(self.image_interval, 0, allow_none=True), "None, 0 (never) or >= 1"),
                  ("keep_checkpoints", integer(self.keep_checkpoints, 1), "a whole number >= 1"),
-                 ("lr", isinstance(self.lr, (int, float)) and not isinstance(self.lr, bool)
-                  and math.isfinite(self.lr) and self.lr > 0, "a finite number > 0"),
+                 ("lr", positive_number(self.lr), "a finite number > 0"),
+                 ("vqvae_lr", positive_number(self.vqvae_lr), "a finite number > 0"),
                  ("dis_loss", isinstance(self.dis_loss, bool), "True or False"),
                  ("evaluate_at_end", isinstance(self.evaluate_at_end, bool), "True or False"),
                  ("train_vqvae_if_missing", isinstance(self.train_vqvae_if_missing, bool), "True or False")]

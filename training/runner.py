@@ -79,7 +79,7 @@ def ensure_vqvae(cfg, dist, device, seed, num_images):
     print(f"VQ-VAE checkpoint {cfg.vqvae_path} not found: training the tokenizer first")
     out = Path(cfg.vqvae_path).parent
     train_vqvae(cfg.name, cfg.data_dir, out, hidden=cfg.hidden, k=cfg.k, epochs=cfg.vqvae_epochs,
-                max_steps=cfg.vqvae_max_steps, seed=seed, device=device,
+                max_steps=cfg.vqvae_max_steps, lr=cfg.vqvae_lr, seed=seed, device=device,
                 batch_size=min(128, num_images), resume=ckpt.latest_checkpoint(out) is not None)
     seed_everything(seed)  # the VCT run starts from the same RNG state either way
 
