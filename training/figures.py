@@ -301,8 +301,9 @@ def training_curves(series):
     training losses (log scale), the swap statistics, and the evaluation scores."""
     train = series.get("train", {})
     panels = [("training losses", {n: s for n, s in train.items() if n.endswith("loss")}, True),
-              ("swap accuracy: the largest re-encoded distance is at the swapped concept",
-               {n: s for n, s in train.items() if "accuracy" in n}, False),
+              ("swap accuracy (largest re-encoded distance at the swapped concept); swaps unseen "
+               "(identical re-tokenisation)", {n: s for n, s in train.items()
+                                              if "accuracy" in n or n == "swaps_unseen"}, False),
               ("concept swaps kept", {n: s for n, s in train.items() if n == "swaps_kept"}, False),
               ("evaluation", {n: s for n, s in series.get("eval", {}).items() if "/num_" not in n}, False)]
     panels = [panel for panel in panels if panel[1]]

@@ -42,7 +42,7 @@ def concept_disentangling_loss(encoder, decoder, tokenizer, concepts, generator=
     loss needs it): the original set is then not decoded a second time -- the same values, as
     the weights have not changed since. The original and swapped sets go through the
     tokenizer and the encoder as one batch: the same numbers as two passes, for half the calls.
-    ``stats``: a dict that receives ``swap_accuracy`` (a detached tensor).
+    ``stats``: a dict that receives ``swap_accuracy`` and ``swaps_unseen`` (detached tensors).
     """
     batch, num_concepts, _ = concepts.shape
     if batch < 2:
@@ -65,7 +65,11 @@ def concept_disentangling_loss(encoder, decoder, tokenizer, concepts, generator=
         images = tokenizer.detokenize(both, generator)
     retokenised = encoder(tokenizer.retokenize(images))
     c_org, c_swap = retokenised[:kept], retokenised[kept:]
-    distance = F.normalize(at_least_float32(c_org - c_swap).norm(dim=-1), dim=1)  # (kept, C)
-    if stats is not None:  # how often the largest distance is at the swapped concept
+    raw = at_least_float32(c_org - c_swap).norm(dim=-1)  # (kept, C)
+    distance = F.normalize(raw, dim=1)
+    if stats is not None:
+        # how often the largest distance is at the swapped concept; how often the swap changed
+        # nothing the tokenizer sees (identical re-tokenisations: no signal for the encoder)
         stats["swap_accuracy"] = (distance.detach().argmax(dim=1) == concept[keep]).float().mean()
+        stats["swaps_unseen"] = (raw.detach().amax(dim=1) <= 1e-6).float().mean()
     return F.cross_entropy(distance, concept[keep]), kept

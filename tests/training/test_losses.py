@@ -67,6 +67,21 @@ def test_loss_is_cross_entropy_of_normalised_distances_hand_computed():
     expected = -math.log(math.e / (math.e + 4))
     assert loss.item() == pytest.approx(expected, rel=1e-6)
     assert stats["swap_accuracy"].item() == 1.0  # the largest distance is always the swapped one
+    assert stats["swaps_unseen"].item() == 0.0
+
+
+def test_swaps_the_tokenizer_cannot_see_are_counted():
+    class HalfBlind(_IdentitySetting):  # re-tokenising forgets the second half of the batch
+        def retokenize(self, images):
+            images = images.clone()
+            half = images.shape[0] // 2  # originals, then swapped: swaps 1 and 3 look unchanged
+            images[half + 1::2] = images[1:half:2]
+            return images
+    stats = {}
+    identity = torch.nn.Identity()
+    concept_disentangling_loss(identity, identity, HalfBlind(), torch.randn(4, 5, 3),
+                               torch.Generator().manual_seed(0), stats=stats)
+    assert stats["swaps_unseen"].item() == 0.5
 
 
 def test_swap_accuracy_counts_the_swaps_whose_largest_distance_is_elsewhere():
