@@ -23,6 +23,8 @@ def parse_arguments(argv=None):
     parser.add_argument("--checkpoint", required=True,
                         help="checkpoint file, or a run directory (its newest checkpoint)")
     parser.add_argument("--out", required=True, help="bundle folder to write (new or empty)")
+    parser.add_argument("--config", default=None, help="gin config (path or name under configs/) instead of the "
+                        "one saved in the checkpoint (for checkpoints that hold none)")
     parser.add_argument("--gin_bindings", action="append", default=[],
                         help="extra gin binding for loading the run, e.g. \"get_args.data_dir = 'data'\" when its "
                              "data moved (repeatable; recorded in the bundle)")
@@ -32,7 +34,7 @@ def parse_arguments(argv=None):
 def main(argv=None):
     args = parse_arguments(argv)
     from training.bundle import export_bundle
-    out = export_bundle(args.checkpoint, args.out, args.gin_bindings)
+    out = export_bundle(args.checkpoint, args.out, args.gin_bindings, args.config)
     print(f"bundle: {out}")
 
 

@@ -323,16 +323,19 @@ def _empty_folder(out) -> Path:
     return out
 
 
-def export_bundle(checkpoint, out, bindings=()) -> Path:
+def export_bundle(checkpoint, out, bindings=(), config=None) -> Path:
     """Write the bundle of a run directory (its newest checkpoint) or checkpoint file into the
-    new or empty folder ``out``; ``bindings`` (gin) e.g. point at moved data or VQ-VAE files.
+    new or empty folder ``out``; ``bindings`` (gin) e.g. point at moved data or VQ-VAE files;
+    ``config`` replaces the checkpoint's own gin configuration (one saved before it held one).
     config.json is written last: a folder an export stopped in is no bundle."""
     from safetensors.torch import save
     from training.evaluate_run import load_saved_run
     if is_bundle(checkpoint):
         raise UserError(f"{checkpoint} is a bundle already; export a run directory or checkpoint")
     out = _empty_folder(out)
-    setting, ctx, objective, path, state = load_saved_run(checkpoint, None, list(bindings), device="cpu")
+    setting, ctx, objective, path, state = load_saved_run(checkpoint, config, list(bindings), device="cpu")
+    if config is not None:  # the bundle records the configuration it was loaded with
+        state = {**state, "gin_config": gin.config_str()}
     config = bundle_config(setting, ctx, objective, path, state, bindings)
     tensors, metadata = safetensors_state(objective)
     with atomic_write(out / WEIGHTS_NAME, "wb") as file:

@@ -282,3 +282,18 @@ def test_a_clip_bundle_holds_its_tower_and_checks_what_rebuilds_it(tmp_path_fact
     (run["bundle"] / "config.json").write_text(json.dumps(other_activation))
     with pytest.raises(UserError, match="clip_features_id"):
         VCTBundle.from_pretrained(run["bundle"])
+
+
+def test_a_checkpoint_without_its_gin_configuration_exports_with_config(vq_run, tmp_path):
+    old = tmp_path / "old_run" / "checkpoints"
+    old.mkdir(parents=True)
+    state = torch.load(sorted((vq_run["run"] / "checkpoints").glob("*.pt"))[-1], weights_only=True)
+    del state["gin_config"]  # as saved before checkpoints held their configuration
+    torch.save(state, old / "checkpoint_00000002.pt")
+    with pytest.raises(UserError, match="pass the run's --config"):
+        export.main(["--checkpoint", str(old.parent), "--out", str(tmp_path / "refused")])
+    export.main(["--checkpoint", str(old.parent), "--out", str(tmp_path / "bundle"),
+                 "--config", str(vq_run["run"].parent / "tiny_ce.gin")])
+    bundle = VCTBundle.from_pretrained(tmp_path / "bundle")
+    images = vq_run["images"]
+    assert torch.equal(bundle.encode(images), checkpoint_objective(vq_run["run"]).encode_images(images))
