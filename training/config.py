@@ -14,6 +14,10 @@ import gin
 
 from training.errors import UserError
 
+RESIDENT_MODES = ("auto", "ram", "device", "off")
+
+LR_SCHEDULES = ("constant", "cosine")
+
 
 @gin.configurable("get_args")
 @dataclasses.dataclass
@@ -23,6 +27,8 @@ class RunConfig:
     data_dir: str = "data"                # root holding <name>/... files
     batch_size: int = 32                  # images per process per step
     num_workers: int = 0                  # DataLoader workers (0 = load in the main process)
+    resident_data: str = "auto"           # hold the uint8 images: 'auto', 'ram', 'device' (CUDA) or 'off'
+    resident_memory_fraction: float = 0.25  # 'auto' holds them if they take <= this of the free memory
     # VQ-VAE tokenizer
     hidden: int = 256                     # VQ-VAE channels = image token width
     k: int = 128                          # codebook size = VCT decoder classes
@@ -37,6 +43,9 @@ class RunConfig:
     lr: float = 1e-4
     dis_loss: bool = True                 # the concept disentangling loss (--wo_dis_loss turns off)
     swap_min_change: float = 1e-3         # drop swaps whose concept moved by <= this L2 norm
+    dis_weight: float = 1.0               # weight of the disentangling loss (published 1)
+    lr_schedule: str = "constant"         # 'constant' (published) or 'cosine' (decay to 0 at the end)
+    lr_warmup_steps: int = 0              # linear warm-up from lr / steps (published: none)
     # CLIP tokenizer (main_vct_clip.py; main_vct.py ignores these)
     concepts_num_clip: int = 10           # concept tokens of a CLIP run (published 10)
     clip_tokens: int = 36                 # image tokens made from the CLIP feature (a 6x6 grid)
@@ -69,6 +78,9 @@ class RunConfig:
             return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
 
         rules = [("batch_size", integer(self.batch_size, 1), "a whole number >= 1"),
+                 ("resident_data", self.resident_data in RESIDENT_MODES, f"one of {', '.join(RESIDENT_MODES)}"),
+                 ("resident_memory_fraction", positive_number(self.resident_memory_fraction)
+                  and self.resident_memory_fraction <= 1, "a number in (0, 1]"),
                  ("num_workers", integer(self.num_workers, 0), "a whole number >= 0"),
                  ("concepts_num", integer(self.concepts_num, 1), "a whole number >= 1"),
                  ("concepts_num_clip", integer(self.concepts_num_clip, 1), "a whole number >= 1"),
@@ -81,6 +93,9 @@ class RunConfig:
                  ("keep_checkpoints", integer(self.keep_checkpoints, 1), "a whole number >= 1"),
                  ("lr", positive_number(self.lr), "a finite number > 0"),
                  ("vqvae_lr", positive_number(self.vqvae_lr), "a finite number > 0"),
+                 ("dis_weight", positive_number(self.dis_weight), "a finite number > 0"),
+                 ("lr_schedule", self.lr_schedule in LR_SCHEDULES, f"one of {', '.join(LR_SCHEDULES)}"),
+                 ("lr_warmup_steps", integer(self.lr_warmup_steps, 0), "a whole number >= 0"),
                  ("dis_loss", isinstance(self.dis_loss, bool), "True or False"),
                  ("evaluate_at_end", isinstance(self.evaluate_at_end, bool), "True or False"),
                  ("train_vqvae_if_missing", isinstance(self.train_vqvae_if_missing, bool), "True or False")]

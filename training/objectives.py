@@ -39,6 +39,11 @@ class VQVAEObjective(nn.Module):
         return recon
 
 
+def loss_options(cfg):
+    """The VCTObjective keyword arguments a run config (get_args) sets."""
+    return {"dis_loss": cfg.dis_loss, "swap_min_change": cfg.swap_min_change, "dis_weight": cfg.dis_weight}
+
+
 class VCTObjective(nn.Module):
     """The reconstruction loss of the decoder's output against the tokenizer's targets (VQ
     code indices, or pixels) plus the concept disentangling loss, over a tokenizer (see
@@ -46,12 +51,13 @@ class VCTObjective(nn.Module):
     are optimised with the encoder and decoder and saved through ``tokenizer.model_state()``."""
 
     def __init__(self, encoder: VCT_Encoder, decoder: VCT_Decoder, tokenizer,
-                 dis_loss=True, swap_min_change=1e-3):
+                 dis_loss=True, swap_min_change=1e-3, dis_weight=1.0):
         super().__init__()
         self.encoder = encoder
         self.decoder = decoder
         self.tokenizer = tokenizer
         self.use_dis_loss = dis_loss
+        self.dis_weight = dis_weight
         self.swap_min_change = swap_min_change
 
     def forward(self, images, generator=None, indices=None):
@@ -67,7 +73,7 @@ class VCTObjective(nn.Module):
                 self.encoder, self.decoder, self.tokenizer, concepts, generator, self.swap_min_change,
                 decoded=decoded, stats=stats)
             logs.update(stats)
-            loss = loss + dis_loss
+            loss = loss + (dis_loss if self.dis_weight == 1.0 else self.dis_weight * dis_loss)
             logs["dis_loss"] = dis_loss.detach()
             logs["swaps_kept"] = torch.tensor(float(kept))
         logs["loss"] = loss.detach()

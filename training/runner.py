@@ -3,6 +3,7 @@ flags and gin, the run directory, the data, the training loop, checkpoints, and 
 what the setting returns (image grids, evaluations). The setting (training/setting.py) is
 chosen by name; it builds the objective and knows nothing of this module."""
 import dataclasses
+import math
 import uuid
 from pathlib import Path
 
@@ -89,12 +90,29 @@ def make_trainer(setting, ctx, objective, precision, dist):
     epoch_steps = steps_per_epoch(len(ctx.batches), cfg.batch_size, dist.world_size)
     total = cfg.max_steps if cfg.max_steps is not None else cfg.num_epochs * epoch_steps
     optimizer = torch.optim.Adam(objective.trainable_parameters(), lr=cfg.lr)
+    scheduler = lr_scheduler(optimizer, cfg.lr_schedule, cfg.lr_warmup_steps, total)
     settings = LoopSettings(total_steps=total, log_interval=cfg.log_interval, save_interval=cfg.save_interval,
                             keep_checkpoints=cfg.keep_checkpoints, precision=precision,
                             num_workers=cfg.num_workers, batch_size=cfg.batch_size, seed=ctx.seed)
     extra = {"gin_config": gin.config_str(), "run_config": dataclasses.asdict(cfg), "setting": setting.name}
-    return Trainer(objective, optimizer, ctx.batches, ctx.run_dir, ctx.device, settings, dist,
+    return Trainer(objective, optimizer, ctx.batches, ctx.run_dir, ctx.device, settings, dist, scheduler,
                    checkpoint_extra=extra, desc=f"VCT {cfg.name}")
+
+
+def lr_scheduler(optimizer, schedule, warmup_steps, total_steps):
+    """None for the published constant rate; else a LambdaLR: a linear warm-up over
+    ``warmup_steps``, then constant or a cosine decay reaching 0 at ``total_steps``."""
+    if schedule == "constant" and warmup_steps == 0:
+        return None
+
+    def factor(step):  # the rate of step ``step + 1`` (the scheduler steps after each update)
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        if schedule == "constant":
+            return 1.0
+        progress = (step - warmup_steps) / max(total_steps - warmup_steps, 1)
+        return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
 def write_evaluation(path, evaluation, ctx, **extra):

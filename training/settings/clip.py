@@ -34,7 +34,7 @@ class CLIPSetting(VQSetting):  # the VQ setting's grids and metrics, over CLIP t
                           "config's get_args.clip_cache_dir, else checkpoints/clip/features)")
 
     def build(self, ctx):
-        from training.objectives import VCTObjective
+        from training.objectives import VCTObjective, loss_options
         from training.tokenizers.clip import clip_tokenizer
         from training.tokenizers.vq import code_decoder, concept_encoder
         cfg = ctx.cfg
@@ -42,7 +42,7 @@ class CLIPSetting(VQSetting):  # the VQ setting's grids and metrics, over CLIP t
         encoder = concept_encoder(cfg.concepts_num_clip, "get_args.concepts_num_clip", tokenizer.clip.token_dim,
                                   "the CLIP token MLP")
         decoder = code_decoder(encoder, tokenizer.vq.num_codes, cfg.shape_num)
-        return VCTObjective(encoder, decoder, tokenizer, dis_loss=cfg.dis_loss, swap_min_change=cfg.swap_min_change)
+        return VCTObjective(encoder, decoder, tokenizer, **loss_options(cfg))
 
     def report_figures(self, ctx, objective, step):
         from training.visualize_run import concept_figures

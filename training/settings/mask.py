@@ -15,14 +15,14 @@ class MaskSetting(Setting):
                    "FG-ARI / mBO of the concept masks on a held-out split with ground-truth masks.")
 
     def build(self, ctx):
+        from training.objectives import loss_options
         from training.tokenizers.mask import MaskTokenizer, MaskVCTObjective, checked_heldout_scenes, mask_decoder
         from training.tokenizers.vq import concept_encoder, vq_tokenizer
         cfg = ctx.cfg
         self.scenes, self.split = checked_heldout_scenes(ctx)
         tokenizer = MaskTokenizer(vq_tokenizer(ctx).vqvae)
         encoder = concept_encoder(cfg.concepts_num, "get_args.concepts_num", tokenizer.token_dim, "get_args.hidden")
-        return MaskVCTObjective(encoder, mask_decoder(ctx, encoder), tokenizer, dis_loss=cfg.dis_loss,
-                                swap_min_change=cfg.swap_min_change)
+        return MaskVCTObjective(encoder, mask_decoder(ctx, encoder), tokenizer, **loss_options(cfg))
 
     def image_grids(self, ctx, objective):
         from training.tokenizers.mask import decomposition_grids

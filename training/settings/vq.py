@@ -10,13 +10,13 @@ class VQSetting(Setting):
                    "disentangling loss; evaluate them on ground-truth factors.")
 
     def build(self, ctx):
-        from training.objectives import VCTObjective
+        from training.objectives import VCTObjective, loss_options
         from training.tokenizers.vq import code_decoder, concept_encoder, vq_tokenizer
         cfg = ctx.cfg
         tokenizer = vq_tokenizer(ctx)
         encoder = concept_encoder(cfg.concepts_num, "get_args.concepts_num", tokenizer.token_dim, "get_args.hidden")
         decoder = code_decoder(encoder, tokenizer.num_codes, cfg.shape_num)
-        return VCTObjective(encoder, decoder, tokenizer, dis_loss=cfg.dis_loss, swap_min_change=cfg.swap_min_change)
+        return VCTObjective(encoder, decoder, tokenizer, **loss_options(cfg))
 
     def image_grids(self, ctx, objective):
         from training.tokenizers.vq import concept_grids
