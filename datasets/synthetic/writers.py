@@ -1,6 +1,7 @@
 """Write the synthetic datasets to disk in the real formats (each file written atomically)."""
 from __future__ import annotations
 
+import io
 import zipfile
 from pathlib import Path
 from typing import Sequence
@@ -11,15 +12,17 @@ from tqdm import tqdm
 
 from common.atomic import atomic_write
 
-from ..array_cache import npy_header
+from ..array_cache import cache_path_for, npy_header, npz_member_names
 from ..errors import DatasetError
 from ..gin_settings import configurable
+from .mpi3d_renderer import FULL_FACTOR_SIZES as MPI3D_FULL_FACTOR_SIZES, MPI3DRenderer
 from .scenes_renderer import NUM_MASKS, SceneRenderer
 from .shapes3d_renderer import FULL_FACTOR_SIZES, Shapes3DRenderer
 
 # Bump when the renderer's pixels change, so stale files are re-rendered.
 SHAPES3D_RENDERER_VERSION = 1
 SCENES_RENDERER_VERSION = 1
+MPI3D_RENDERER_VERSION = 1
 
 
 @configurable
@@ -128,3 +131,72 @@ def _write_scene_split(renderer: SceneRenderer, rng, folder: Path, masks_file: P
             image, masks = renderer.sample(rng)
             Image.fromarray(image).save(folder / f"CLEVR_{index:06d}.png")
             member.write(np.ascontiguousarray(masks).tobytes())
+
+
+@configurable
+def make_synthetic_mpi3d(out_dir: str | Path, size: int = 64,
+                         factor_sizes: Sequence[int] = MPI3D_FULL_FACTOR_SIZES,
+                         seed: int | None = None, overwrite: bool = False,
+                         progress: bool = True) -> Path:
+    """Render the MPI3D-like grid into ``<out_dir>/mpi3d_toy/mpi3d_toy.npz``.
+
+    The file has the published layout ('images' (N, size, size, 3) uint8, rows in
+    mixed-radix order of ``factor_sizes``). MPI3D files carry no labels, so the loader
+    must be told a reduced grid: ``get_dataset('mpi3d_toy', out_dir, factor_sizes=...)``
+    (configs bind ``get_dataset.factor_sizes`` to the same macro as this maker's). The
+    archive also records the renderer version, size and grid (members the real file lacks
+    and the loader ignores), so an identical request reuses the file unless ``overwrite``.
+    ``seed`` is accepted for symmetry; the renderer has no randomness. An mpi3d_toy.npz
+    this function did not write (e.g. the real one) is never overwritten.
+    """
+    del seed
+    factor_sizes = tuple(int(s) for s in factor_sizes)
+    path = Path(out_dir) / "mpi3d_toy" / "mpi3d_toy.npz"
+    if path.exists():
+        version, attributes = _synthetic_npz_attributes(path)
+        if version is None:
+            raise DatasetError(f"{path} exists and was not written by make_synthetic_mpi3d; "
+                               f"refusing to overwrite it: render synthetic data into another directory")
+        if not overwrite and (version, attributes) == (MPI3D_RENDERER_VERSION, (size, factor_sizes)):
+            return path
+    renderer = MPI3DRenderer(size, factor_sizes)
+    total = int(np.prod(factor_sizes))
+    leading = list(np.ndindex(*factor_sizes[:4]))  # one block of rows per leading combination
+    with atomic_write(path, "wb") as file, zipfile.ZipFile(file, "w", zipfile.ZIP_DEFLATED) as archive:
+        # Streamed into the member, so memory stays flat for the full grid.
+        with archive.open(_fixed_time_entry("images.npy"), "w", force_zip64=True) as member:
+            member.write(npy_header(np.dtype(np.uint8), (total, size, size, 3)))
+            for block in tqdm(leading, disable=not progress, unit="block",
+                              desc=f"rendering {total} MPI3D images"):
+                member.write(renderer.render_block(*block).tobytes())
+        for name, value in (("synthetic_renderer_version", MPI3D_RENDERER_VERSION),
+                            ("image_size", size), ("factor_sizes", factor_sizes)):
+            _write_small_member(archive, name, np.asarray(value, dtype=np.int64))
+    # The loader's .npy cache of the old file would otherwise hold the old images.
+    cache_path_for(path, "images").unlink(missing_ok=True)
+    return path
+
+
+def _fixed_time_entry(name: str) -> zipfile.ZipInfo:
+    """A deflated zip entry with a fixed timestamp, so identical settings give identical bytes."""
+    entry = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+    entry.compress_type = zipfile.ZIP_DEFLATED
+    return entry
+
+
+def _write_small_member(archive: zipfile.ZipFile, name: str, value: np.ndarray) -> None:
+    buffer = io.BytesIO()
+    np.lib.format.write_array(buffer, value, allow_pickle=False)
+    archive.writestr(_fixed_time_entry(name + ".npy"), buffer.getvalue())
+
+
+def _synthetic_npz_attributes(path: Path):
+    """(renderer version, (size, factor sizes)) of a synthetic npz; (None, None) otherwise."""
+    try:
+        if "synthetic_renderer_version" not in npz_member_names(path, ""):
+            return None, None
+        with np.load(path, allow_pickle=False) as archive:
+            return (int(archive["synthetic_renderer_version"]),
+                    (int(archive["image_size"]), tuple(int(s) for s in archive["factor_sizes"])))
+    except (DatasetError, OSError, KeyError, ValueError, zipfile.BadZipFile):
+        return None, None
