@@ -118,6 +118,24 @@ class IndexedGroundTruthData(GroundTruthData):
     def observation_shape(self) -> tuple[int, int, int]:
         return self._observation_shape
 
+    @property
+    def pixel_max(self) -> np.float32:
+        """The stored value of a white pixel (observations are stored / pixel_max)."""
+        return self._pixel_max
+
+    def stored_rows(self):
+        """How many rows the file holds, and their dtype (uint8 rows can be held resident)."""
+        return self.images.shape[0], np.dtype(self.images.dtype)
+
+    def read_rows(self, start: int, stop: int) -> np.ndarray:
+        """Stored rows ``start`` to ``stop`` as (n, H, W, C), unconverted: a whole file is loaded
+        in such blocks (one contiguous read each where the reader can)."""
+        if hasattr(self.images, "read_block"):
+            raw = self.images.read_block(start, stop)
+        else:
+            raw = self.images.read(np.arange(start, stop))
+        return raw.reshape((stop - start,) + self._observation_shape)
+
     def sample_observations_from_factors(self, factors, random_state):
         indices = self.factors_to_index(factors)
         raw = self.images.read(indices)

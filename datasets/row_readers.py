@@ -70,6 +70,14 @@ class H5Rows:
                                f"or corrupt?); expected {self.layout}") from None
         return rows[inverse]
 
+    def read_block(self, start: int, stop: int) -> np.ndarray:
+        """Rows ``start`` to ``stop`` (one contiguous read: loading a whole file in blocks)."""
+        try:
+            return self._dataset()[int(start):int(stop)]
+        except (OSError, ValueError, KeyError):
+            raise DatasetError(f"cannot read rows {start}-{stop} of '{self.key}' from {self.path} (file "
+                               f"truncated or corrupt?); expected {self.layout}") from None
+
     def __getstate__(self):
         state = dict(self.__dict__)
         state["_file"], state["_pid"] = None, None  # h5py handles do not pickle
@@ -148,6 +156,23 @@ class NpyRows:
                 raise DatasetError(f"{self.path} is truncated at row {row}; expected {self.layout}")
             flat[position] = np.frombuffer(data, dtype=np.uint8)
         return out[inverse]
+
+    def read_block(self, start: int, stop: int) -> np.ndarray:
+        """Rows ``start`` to ``stop`` in one read (loading a whole file in blocks)."""
+        start, stop = int(start), int(stop)
+        if not 0 <= start <= stop <= self.shape[0]:
+            raise DatasetError(f"rows {start}-{stop} out of range [0, {self.shape[0]}] for {self.path}")
+        size = (stop - start) * self._row_bytes
+        out = np.empty((stop - start,) + self.shape[1:], dtype=self.dtype)
+        flat, done = out.reshape(-1).view(np.uint8), 0
+        while done < size:  # a large read may come back in parts
+            data = self._read_at(self._offset + start * self._row_bytes + done, size - done)
+            if not data:
+                raise DatasetError(f"{self.path} is truncated at row {start + done // self._row_bytes}; "
+                                   f"expected {self.layout}")
+            flat[done:done + len(data)] = np.frombuffer(data, dtype=np.uint8)
+            done += len(data)
+        return out
 
     def __getstate__(self):
         state = dict(self.__dict__)

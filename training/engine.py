@@ -20,7 +20,8 @@ from tqdm import tqdm
 
 from common.memory import peak_rss_mb
 from training import checkpoint as ckpt
-from training.data import StepBatchSampler, make_loader
+from training.config import RunConfig
+from training.data import StepBatchSampler, step_batches
 from training.errors import UserError
 from training.run_log import RunLog
 
@@ -94,6 +95,8 @@ class LoopSettings:
     num_workers: int = 0
     batch_size: int = 32
     seed: int = 0
+    resident_data: Optional[str] = None              # None: get_args.resident_data
+    resident_memory_fraction: Optional[float] = None  # None: get_args.resident_memory_fraction
 
 
 class Trainer:
@@ -181,7 +184,7 @@ class Trainer:
         self.log = RunLog(self.run_dir, enabled=self.dist.is_main, resume_step=self.step if resumed else None)
         sampler = StepBatchSampler(len(self.batches), s.batch_size, s.seed, self.step, s.total_steps,
                                    self.dist.rank, self.dist.world_size)
-        loader = make_loader(self.batches, sampler, s.num_workers, pin_memory=self.device.type == "cuda")
+        placed = self._place_data()
         self.objective.train()
         bar = tqdm(total=s.total_steps, initial=self.step, desc=self.desc, dynamic_ncols=True,
                    disable=not self.dist.is_main, unit="step")
@@ -189,9 +192,10 @@ class Trainer:
         start_step = self.step
         try:
             fetch_start = time.perf_counter()
-            for images, _labels, indices in loader:
+            # Images come on self.device: gathered there when resident, else copied by step_batches.
+            for images, _labels, indices in step_batches(self.batches, sampler, self.device, s.num_workers):
                 self._count_window(0, time.perf_counter() - fetch_start)
-                loss, logs = self._train_step(images.to(self.device, non_blocking=True), indices)
+                loss, logs = self._train_step(images, indices)
                 self._count_window(images.shape[0] * self.dist.world_size, 0.0)
                 bar.update(1)
                 if self.step % s.log_interval == 0 or self.step == s.total_steps:
@@ -207,7 +211,31 @@ class Trainer:
         finally:
             bar.close()
             self.log.close()
+            if placed:
+                self.batches.resident = None  # not held past the run (a toy VQ-VAE run precedes VCT's)
         return self.step
+
+    def _place_data(self):
+        """Hold the dataset's images resident as the settings say (get_args.resident_data);
+        True when this call loaded them. The choice is logged (and printed when it took time)."""
+        make_resident = getattr(self.batches, "make_resident", None)
+        if make_resident is None:  # scene datasets: read per batch
+            return False
+        s = self.settings
+        mode, fraction = s.resident_data, s.resident_memory_fraction
+        if mode is None or fraction is None:  # the run's get_args (its defaults outside a VCT run)
+            cfg = RunConfig()
+            mode = cfg.resident_data if mode is None else mode
+            fraction = cfg.resident_memory_fraction if fraction is None else fraction
+        before = self.batches.resident
+        note = make_resident(mode, self.device, fraction, processes=int(os.environ.get("LOCAL_WORLD_SIZE", "1")),
+                             progress=self.dist.is_main)
+        loaded = self.batches.resident is not None and self.batches.resident is not before
+        if self.dist.is_main:
+            self.log.text("data/placement", note, self.step)
+            if loaded and self.batches.resident.load_seconds >= 1.0:
+                tqdm.write(note)
+        return loaded
 
     def _train_step(self, images, indices):
         # Free the last step's gradients before this step's activations are allocated.
