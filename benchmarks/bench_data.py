@@ -1,11 +1,18 @@
-"""Data-loading costs: rendering, lazy Shapes3D reads (RSS), npz caching, TFRecord conversion.
+"""Data-loading costs: rendering, lazy Shapes3D reads (RSS), resident images, npz caching, TFRecord conversion.
 
     python benchmarks/bench_data.py --work-dir /tmp/vct_bench_data_io [--skip-full] [--json out.json]
+    python benchmarks/bench_data.py --parts resident [--device cuda]   # images/s delivered to the step
+    python benchmarks/bench_data.py --dry-run --work-dir /tmp/x      # the toy grid, seconds (tests)
 
 Each measurement that reports memory runs in a fresh subprocess, so its peak RSS
 (ru_maxrss) is its own. The full 64 px Shapes3D grid written here has the size
 of the published file (480,000 x 64 x 64 x 3 = 5.9 GB of pixels); it is kept in
 --work-dir and reused by later runs.
+
+"resident": images/s that ``training.data.step_batches`` (what the trainer iterates) delivers
+from that 64 px file, batch 32 and 256 in the order the trainer reads, read per batch from the
+h5 versus held resident (``GroundTruthBatches.make_resident``: in RAM on the CPU, on the device
+on CUDA), with the load time and the peak RSS before and after loading.
 """
 from __future__ import annotations
 
@@ -25,6 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 TOY_GRID = (4, 4, 4, 3, 4, 5)
 FULL_GRID = (10, 10, 10, 8, 4, 15)
+PARTS = ("render", "read", "resident", "npz", "tfrecord")
 
 
 def child(code: str, *args: str) -> dict:
@@ -77,6 +85,53 @@ READ = """
                       "batch32_ms": timings[32] * 1e3, "batch64_ms": timings[64] * 1e3,
                       "batch10000_s": timings[10000], "baseline_mb": baseline,
                       "peak_before_10000_mb": peak_small, "peak_mb": peak_mb()}))
+"""
+
+RESIDENT = """
+    import torch
+    from datasets import get_dataset
+    from training.data import GroundTruthBatches, StepBatchSampler, step_batches
+    folder, device, seconds = sys.argv[1], torch.device(sys.argv[2]), float(sys.argv[3])
+    batch_sizes = [int(b) for b in sys.argv[4].split(",")]
+
+    def sync():
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    def rate(batches, batch):
+        # The trainer's own iterator, in its order (seed 0): images/s handed to the step.
+        steps = step_batches(batches, StepBatchSampler(len(batches), batch, 0, 0, 10**9), device)
+        next(steps)
+        sync()
+        count, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            count += next(steps)[0].shape[0]
+        sync()
+        return count / (time.perf_counter() - start)
+
+    data = get_dataset("shapes3d", folder)
+    batches = GroundTruthBatches(data)
+    out = {"images": data.num_observations, "image_shape": list(data.observation_shape),
+           "device": str(device), "torch_threads": torch.get_num_threads(), "baseline_peak_mb": peak_mb()}
+    for batch in batch_sizes:
+        out[f"file_batch{batch}_images_per_s"] = rate(batches, batch)
+    out["peak_mb_before_load"] = peak_mb()
+    out["placement"] = batches.make_resident("ram" if device.type == "cpu" else "device", device, 1.0,
+                                             progress=False)
+    out["load_s"] = batches.resident.load_seconds
+    out["peak_mb_after_load"] = peak_mb()
+    for batch in batch_sizes:
+        out[f"resident_batch{batch}_images_per_s"] = rate(batches, batch)
+        out[f"resident_over_file_batch{batch}"] = (out[f"resident_batch{batch}_images_per_s"]
+                                                   / out[f"file_batch{batch}_images_per_s"])
+    indices = np.random.default_rng(0).integers(0, len(batches), 256)
+    resident = batches.fetch(indices, device)[0].cpu()
+    batches.resident = None
+    out["bit_identical_to_file_path"] = bool(torch.equal(resident, batches.fetch(indices, device)[0].cpu()))
+    if device.type == "cuda":
+        out["peak_gpu_memory_gb"] = torch.cuda.max_memory_allocated(device) / 2**30
+    out["peak_mb"] = peak_mb()
+    print(json.dumps(out))
 """
 
 NPZ_CACHE = """
@@ -144,38 +199,74 @@ def write_clevr_records(path: Path, count: int) -> None:
         f.write(framed(payloads))
 
 
-def main() -> int:
+def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work-dir", default="/tmp/vct_bench_data_io")
     parser.add_argument("--skip-full", action="store_true", help="skip the 5.9 GB 64 px grid")
     parser.add_argument("--rerender", action="store_true", help="re-render (and time) existing grids")
+    parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS),
+                        help="measurements to run (default all; the full grids are rendered when needed)")
+    parser.add_argument("--device", default=None,
+                        help="resident part: where the images are held and batches go (default cuda if available)")
+    parser.add_argument("--seconds", type=float, default=5.0, help="resident part: seconds per throughput figure")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="check the script in seconds: render and resident parts on the toy grid only")
     parser.add_argument("--json", help="also write the results here")
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def full_grid(work: Path, size: int, rerender: bool, results: dict) -> Path:
+    """The folder of the full grid at ``size`` px, rendered (and timed) unless it is there."""
+    folder = work / f"full{size}"
+    existed = (folder / "shapes3d" / "3dshapes.h5").is_file() and not rerender
+    render = child(RENDER, str(size), ",".join(map(str, FULL_GRID)), str(folder), "0" if existed else "1")
+    if not existed:
+        results[f"render_full_{size}px"] = render
+    return folder
+
+
+def resident_device(name):
+    if name is not None:
+        return name
+    import torch
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def main() -> int:
+    args = parse_args()
     work = Path(args.work_dir)
+    parts = {"render", "resident"} if args.dry_run else set(args.parts)
     results = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs"}
 
-    results["render_toy_32px"] = child(RENDER, "32", ",".join(map(str, TOY_GRID)), str(work / "toy"), "1")
-    for size in (32, 64):
-        if size == 64 and args.skip_full:
+    toy = work / "toy"
+    if "render" in parts:
+        results["render_toy_32px"] = child(RENDER, "32", ",".join(map(str, TOY_GRID)), str(toy), "1")
+    if args.dry_run:
+        results["resident_toy_32px"] = child(RESIDENT, str(toy), resident_device(args.device), "0.3", "32,256")
+    for size in () if args.dry_run else (32, 64):
+        wanted = "read" in parts or (size == 64 and "resident" in parts)
+        if not wanted or (size == 64 and args.skip_full):
             continue
-        folder = work / f"full{size}"
-        existed = (folder / "shapes3d" / "3dshapes.h5").is_file() and not args.rerender
-        render = child(RENDER, str(size), ",".join(map(str, FULL_GRID)), str(folder), "0" if existed else "1")
-        if not existed:
-            results[f"render_full_{size}px"] = render
-        results[f"read_full_{size}px"] = child(READ, str(folder))
+        folder = full_grid(work, size, args.rerender, results)
+        if "read" in parts:
+            results[f"read_full_{size}px"] = child(READ, str(folder))
+        if size == 64 and "resident" in parts:
+            results["resident_full_64px"] = child(RESIDENT, str(folder), resident_device(args.device),
+                                                  str(args.seconds), "32,256")
 
-    mpi_sizes = (4, 4, 2, 3, 3, 10, 10)  # 28,800 images = 354 MB of pixels
-    write_mpi3d_like(work / "mpi" / "mpi3d_toy" / "mpi3d_toy.npz", mpi_sizes)
-    cache = work / "mpi" / "mpi3d_toy" / "mpi3d_toy.images.npy"
-    cache.unlink(missing_ok=True)
-    results["npz_cache_mpi3d_28800"] = child(NPZ_CACHE, str(work / "mpi"), ",".join(map(str, mpi_sizes)))
+    if "npz" in parts and not args.dry_run:
+        mpi_sizes = (4, 4, 2, 3, 3, 10, 10)  # 28,800 images = 354 MB of pixels
+        write_mpi3d_like(work / "mpi" / "mpi3d_toy" / "mpi3d_toy.npz", mpi_sizes)
+        cache = work / "mpi" / "mpi3d_toy" / "mpi3d_toy.images.npy"
+        cache.unlink(missing_ok=True)
+        results["npz_cache_mpi3d_28800"] = child(NPZ_CACHE, str(work / "mpi"), ",".join(map(str, mpi_sizes)))
 
-    records = work / "clevr" / "clevr_with_masks" / "clevr_with_masks_train.tfrecords"
-    write_clevr_records(records, 100)
-    for stale in records.parent.glob("*.npy"):
-        stale.unlink()
-    results["tfrecord_clevr_100"] = child(TFRECORD, str(work / "clevr"))
+    if "tfrecord" in parts and not args.dry_run:
+        records = work / "clevr" / "clevr_with_masks" / "clevr_with_masks_train.tfrecords"
+        write_clevr_records(records, 100)
+        for stale in records.parent.glob("*.npy"):
+            stale.unlink()
+        results["tfrecord_clevr_100"] = child(TFRECORD, str(work / "clevr"))
 
     print(json.dumps(results, indent=2))
     if args.json:

@@ -5,6 +5,7 @@ side with the straightforward formulation and the machine's fp32 matmul peak, in
     python benchmarks/bench_train_step.py --configs toy --steps 20
     python benchmarks/bench_train_step.py --configs paper --precision fp32 bf16   # (CUDA)
     python benchmarks/bench_train_step.py --profile paper    # torch.profiler table of one step
+    python benchmarks/bench_train_step.py --configs paper --variants optimised compiled --warmup 3
 
 "paper": 64x64 images, VQ-VAE d=256 / k=128 (random weights: the cost does not depend on them),
 256 image tokens, 20 concepts, default VCT widths, batch 32, dis loss on.
@@ -18,6 +19,8 @@ fraction of the matmul peak measured at the start of the run. Variants:
   checkpointed  - the same with activation checkpointing in the VCT encoder and decoder
                   (VCT_Encoder/VCT_Decoder.activation_checkpointing = True: the low-memory
                   option; same gradients, one more forward of each layer);
+  compiled      - the optimised step with torch.compile of the VCT encoder and decoder (compiled
+                  during the --warmup steps, which should be >= 2; FLOPs counted before compiling);
   straightforward - tests/training/reference_step.py: the published formulation (separate
                   passes for the original and swapped sets, per-head einsum attention,
                   materialised VQ distances, one-hot @ codebook), same weights and inputs.
@@ -122,7 +125,7 @@ class OptimisedStep:
 
 
 def make_step(variant, objective):
-    if variant in ("optimised", "checkpointed"):
+    if variant in ("optimised", "checkpointed", "compiled"):
         objective.encoder.activation_checkpointing = variant == "checkpointed"
         objective.decoder.activation_checkpointing = variant == "checkpointed"
         return OptimisedStep(objective)
@@ -155,6 +158,9 @@ def measure_side_by_side(config, variants, precision, device, steps, warmup):
         generator = torch.Generator(device=device).manual_seed(0)
         run = functools.partial(train_step, step_fn, optimizer, images, generator, precision, device)
         runs[variant] = (run, count_flops(run), images.shape[0])
+        if variant == "compiled":  # the step calls these modules' forward, which compile wraps
+            objective.encoder = torch.compile(objective.encoder)
+            objective.decoder = torch.compile(objective.decoder)
         for _ in range(warmup):
             run()
     times = {variant: [] for variant in variants}
@@ -202,7 +208,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--configs", nargs="+", default=["paper", "toy"], choices=["paper", "toy"])
     parser.add_argument("--variants", nargs="+", default=["optimised", "straightforward"],
-                        choices=["optimised", "checkpointed", "straightforward"])
+                        choices=["optimised", "checkpointed", "compiled", "straightforward"])
     parser.add_argument("--precision", nargs="+", default=["fp32"], choices=["fp32", "bf16"])
     parser.add_argument("--steps", type=int, default=None, help="timed steps (default paper 3, toy 20)")
     parser.add_argument("--warmup", type=int, default=1)
