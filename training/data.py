@@ -19,13 +19,15 @@ from tqdm import tqdm
 
 from datasets import get_dataset, resolve_data_dir
 from datasets.ground_truth import GroundTruthData, IndexedGroundTruthData
-from datasets.synthetic import make_synthetic_scenes, make_synthetic_shapes3d
+from datasets.synthetic import make_synthetic_mpi3d, make_synthetic_scenes, make_synthetic_shapes3d
 from training.config import RESIDENT_MODES
 from training.errors import UserError
 
 SYNTHETIC = {
     # config name -> (maker, the real-format loader it writes for)
     "synthetic_shapes3d": (make_synthetic_shapes3d, "shapes3d"),
+    # mpi3d files carry no labels: configs bind get_dataset.factor_sizes to the maker's grid
+    "synthetic_mpi3d": (make_synthetic_mpi3d, "mpi3d_toy"),
     "synthetic_scenes": (make_synthetic_scenes, "clevr"),
 }
 
