@@ -20,7 +20,6 @@ from tqdm import tqdm
 
 from common.memory import peak_rss_mb
 from training import checkpoint as ckpt
-from training.config import RunConfig
 from training.data import StepBatchSampler, step_batches
 from training.errors import UserError
 from training.run_log import RunLog
@@ -95,8 +94,8 @@ class LoopSettings:
     num_workers: int = 0
     batch_size: int = 32
     seed: int = 0
-    resident_data: Optional[str] = None              # None: get_args.resident_data
-    resident_memory_fraction: Optional[float] = None  # None: get_args.resident_memory_fraction
+    resident_data: str = "auto"            # see get_args.resident_data
+    resident_memory_fraction: float = 0.25  # see get_args.resident_memory_fraction
 
 
 class Trainer:
@@ -223,10 +222,6 @@ class Trainer:
             return False
         s = self.settings
         mode, fraction = s.resident_data, s.resident_memory_fraction
-        if mode is None or fraction is None:  # the run's get_args (its defaults outside a VCT run)
-            cfg = RunConfig()
-            mode = cfg.resident_data if mode is None else mode
-            fraction = cfg.resident_memory_fraction if fraction is None else fraction
         before = self.batches.resident
         note = make_resident(mode, self.device, fraction, processes=int(os.environ.get("LOCAL_WORLD_SIZE", "1")),
                              progress=self.dist.is_main)

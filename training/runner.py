@@ -80,9 +80,14 @@ def ensure_vqvae(cfg, dist, device, seed, num_images):
     print(f"VQ-VAE checkpoint {cfg.vqvae_path} not found: training the tokenizer first")
     out = Path(cfg.vqvae_path).parent
     train_vqvae(cfg.name, cfg.data_dir, out, hidden=cfg.hidden, k=cfg.k, epochs=cfg.vqvae_epochs,
-                max_steps=cfg.vqvae_max_steps, lr=cfg.vqvae_lr, seed=seed, device=device,
+                max_steps=cfg.vqvae_max_steps, lr=cfg.vqvae_lr, seed=seed, **residency(cfg), device=device,
                 batch_size=min(128, num_images), resume=ckpt.latest_checkpoint(out) is not None)
     seed_everything(seed)  # the VCT run starts from the same RNG state either way
+
+
+def residency(cfg):
+    """The LoopSettings / train_vqvae arguments of get_args' resident-data knobs."""
+    return {"resident_data": cfg.resident_data, "resident_memory_fraction": cfg.resident_memory_fraction}
 
 
 def make_trainer(setting, ctx, objective, precision, dist):
@@ -93,7 +98,8 @@ def make_trainer(setting, ctx, objective, precision, dist):
     scheduler = lr_scheduler(optimizer, cfg.lr_schedule, cfg.lr_warmup_steps, total)
     settings = LoopSettings(total_steps=total, log_interval=cfg.log_interval, save_interval=cfg.save_interval,
                             keep_checkpoints=cfg.keep_checkpoints, precision=precision,
-                            num_workers=cfg.num_workers, batch_size=cfg.batch_size, seed=ctx.seed)
+                            num_workers=cfg.num_workers, batch_size=cfg.batch_size, seed=ctx.seed,
+                            **residency(cfg))
     extra = {"gin_config": gin.config_str(), "run_config": dataclasses.asdict(cfg), "setting": setting.name}
     return Trainer(objective, optimizer, ctx.batches, ctx.run_dir, ctx.device, settings, dist, scheduler,
                    checkpoint_extra=extra, desc=f"VCT {cfg.name}")

@@ -21,7 +21,8 @@ DEFAULT_VQVAE_SIZE = (256, 128)
 
 def train_vqvae(dataset, data_dir, out_dir, *, hidden, k, epochs, batch_size=128, lr=2e-4,
                 seed=0, device="auto", max_steps=None, resume=False, num_workers=0,
-                log_interval=10, save_interval=1000, precision="fp32"):
+                log_interval=10, save_interval=1000, precision="fp32", resident_data="auto",
+                resident_memory_fraction=0.25):
     """Train the VQ-VAE tokenizer (published: Adam 2e-4, StepLR 30 epochs x 0.5, batch 128)
     and export ``out_dir/vqvae.pt``. Returns that path."""
     seed_everything(seed)
@@ -39,7 +40,8 @@ def train_vqvae(dataset, data_dir, out_dir, *, hidden, k, epochs, batch_size=128
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=30 * epoch_steps, gamma=0.5)
     settings = LoopSettings(total_steps=total, log_interval=log_interval, save_interval=save_interval,
                             batch_size=batch_size, seed=seed, num_workers=num_workers,
-                            precision=precision)
+                            precision=precision, resident_data=resident_data,
+                            resident_memory_fraction=resident_memory_fraction)
     trainer = Trainer(objective, optimizer, batches, run_dir, device, settings, dist, scheduler,
                       desc=f"VQ-VAE {dataset}")
     sample = fixed_batch(batches, 8, seed).to(device)
