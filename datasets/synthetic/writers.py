@@ -25,6 +25,18 @@ SCENES_RENDERER_VERSION = 1
 MPI3D_RENDERER_VERSION = 1
 
 
+def _reusable(path, read_attributes, wanted, maker, overwrite) -> bool:
+    """True when ``path`` holds this maker's render with the ``wanted`` (version, attributes);
+    a file it did not write (the real dataset) is refused rather than overwritten."""
+    if not path.exists():
+        return False
+    version, attributes = read_attributes(path)
+    if version is None:
+        raise DatasetError(f"{path} exists and was not written by {maker}; "
+                           f"refusing to overwrite it: render synthetic data into another directory")
+    return not overwrite and (version, attributes) == wanted
+
+
 @configurable
 def make_synthetic_shapes3d(out_dir: str | Path, size: int = 64,
                             factor_sizes: Sequence[int] = FULL_FACTOR_SIZES,
@@ -43,13 +55,9 @@ def make_synthetic_shapes3d(out_dir: str | Path, size: int = 64,
     del seed
     factor_sizes = tuple(int(s) for s in factor_sizes)
     path = Path(out_dir) / "shapes3d" / "3dshapes.h5"
-    if path.exists():
-        version, attributes = _synthetic_attributes(path)
-        if version is None:
-            raise DatasetError(f"{path} exists and was not written by make_synthetic_shapes3d; "
-                               f"refusing to overwrite it: render synthetic data into another directory")
-        if not overwrite and (version, attributes) == (SHAPES3D_RENDERER_VERSION, (size, factor_sizes)):
-            return path
+    if _reusable(path, _synthetic_attributes, (SHAPES3D_RENDERER_VERSION, (size, factor_sizes)),
+                 "make_synthetic_shapes3d", overwrite):
+        return path
     renderer = Shapes3DRenderer(size, factor_sizes)
     total = int(np.prod(factor_sizes))
     block = int(np.prod(factor_sizes[3:]))
@@ -152,13 +160,9 @@ def make_synthetic_mpi3d(out_dir: str | Path, size: int = 64,
     del seed
     factor_sizes = tuple(int(s) for s in factor_sizes)
     path = Path(out_dir) / "mpi3d_toy" / "mpi3d_toy.npz"
-    if path.exists():
-        version, attributes = _synthetic_npz_attributes(path)
-        if version is None:
-            raise DatasetError(f"{path} exists and was not written by make_synthetic_mpi3d; "
-                               f"refusing to overwrite it: render synthetic data into another directory")
-        if not overwrite and (version, attributes) == (MPI3D_RENDERER_VERSION, (size, factor_sizes)):
-            return path
+    if _reusable(path, _synthetic_npz_attributes, (MPI3D_RENDERER_VERSION, (size, factor_sizes)),
+                 "make_synthetic_mpi3d", overwrite):
+        return path
     renderer = MPI3DRenderer(size, factor_sizes)
     total = int(np.prod(factor_sizes))
     leading = list(np.ndindex(*factor_sizes[:4]))  # one block of rows per leading combination

@@ -150,3 +150,17 @@ def assert_one_line_error(error, *fragments):
         f"error chains a lower-level traceback: {error.__context__!r}"
     for fragment in fragments:
         assert str(fragment) in message, f"{fragment!r} not in {message!r}"
+
+
+def assert_single_factor_changes_show(renderer, factor_sizes, bases=8, min_change=8):
+    """From ``bases`` random grid points, sweeping any one factor gives images that differ
+    pairwise by at least ``min_change`` grey levels somewhere (every factor is visible)."""
+    points = np.random.RandomState(0).randint(factor_sizes, size=(bases, len(factor_sizes)))
+    for factor, count in enumerate(factor_sizes):
+        for base in points:
+            sweep = np.repeat(base[None], count, axis=0)
+            sweep[:, factor] = np.arange(count)
+            images = renderer.render(sweep).astype(np.int16).reshape(count, -1)
+            difference = np.abs(images[:, None] - images[None]).max(-1)
+            difference[np.arange(count), np.arange(count)] = 255
+            assert difference.min() >= min_change, (factor, base)
