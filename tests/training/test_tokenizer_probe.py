@@ -1,0 +1,40 @@
+"""python -m training.tokenizer_probe on a saved run: the probe of its frozen tokenizer's tokens."""
+import json
+
+import numpy as np
+import torch
+
+from tests.training.conftest import run_with_output
+from training import tokenizer_probe
+from training.runner import vct_main
+
+
+class OneHotCodes(torch.nn.Module):
+    """A tokenizer whose code targets are the image's first pixel quantised to 4 levels."""
+    num_codes = 4
+
+    def tokenize(self, images):
+        codes = ((images[:, 0, :1, :2].flatten(1) + 1) * 1.999).long()  # (B, 2) in 0..3
+        return codes.float()[..., None], codes
+
+
+def test_discrete_targets_become_one_hot_features():
+    images = torch.tensor([[-1.0, 1.0], [0.0, -1.0]]).view(2, 1, 1, 2).expand(2, 3, 1, 2)
+    features = tokenizer_probe.token_features(OneHotCodes(), images)
+    assert features.shape == (2, 2 * 4)
+    assert features.tolist() == [[1, 0, 0, 0, 0, 0, 0, 1], [0, 1, 0, 0, 1, 0, 0, 0]]
+
+
+def test_the_probe_of_a_saved_run_names_every_factor(tiny_world, tmp_path, capsys, one_cpu_thread):
+    run = tmp_path / "run"
+    vct_main(["--config", str(tiny_world["config"]), "--max_steps", "1", "--out", str(run), "--device", "cpu"])
+    code, out, _ = run_with_output(tokenizer_probe.main, ["--checkpoint", str(run), "--images", "32",
+                                                          "--out", str(tmp_path / "probe.json")], capsys)
+    assert code == 0
+    result = json.loads((tmp_path / "probe.json").read_text())
+    names = ("floor_hue", "wall_hue", "object_hue", "scale", "shape", "orientation")
+    assert tuple(result["accuracy"]) == names
+    assert all(f"{name}:" in out for name in names)
+    assert (result["num_train"], result["num_test"]) == (26, 6)
+    assert all(0.0 <= value <= 1.0 for value in result["accuracy"].values())
+    assert result["accuracy"]["scale"] == 1.0  # the tiny grid has one scale: trivially read
