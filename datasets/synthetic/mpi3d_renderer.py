@@ -21,6 +21,7 @@ from typing import Sequence
 import numpy as np
 
 from ..mpi3d import FACTOR_NAMES, FACTOR_SIZES as FULL_FACTOR_SIZES
+from .shapes3d_renderer import pixel_coverage
 
 SHAPE_NAMES = ("cube", "sphere", "cone", "cylinder", "hexagon", "pyramid")
 OBJECT_RGB = np.array([[0.92, 0.92, 0.88], [0.15, 0.62, 0.22], [0.80, 0.12, 0.10],
@@ -51,11 +52,6 @@ def factor_values(factor_sizes: Sequence[int]) -> list[np.ndarray]:
     return [np.arange(colour), np.arange(shape), _spread(size, 0.075, 0.115),
             _spread(camera, 0.80, 0.58), np.arange(background),
             np.deg2rad(_spread(horizontal, -28.0, 28.0)), _spread(vertical, 0.34, 0.64)]
-
-
-def _coverage(signed_distance: np.ndarray, size: int) -> np.ndarray:
-    """Fraction of a pixel inside a shape whose signed distance (image units) is given."""
-    return np.clip(0.5 - signed_distance * size, 0.0, 1.0)
 
 
 def _polygon_distance(x: np.ndarray, y: np.ndarray, corners: Sequence[tuple[float, float]]):
@@ -118,7 +114,7 @@ class MPI3DRenderer:
         self.u, self.v = u.reshape(1, -1), v.reshape(1, -1)  # (1, pixels): broadcast over images
         self.object_rgb = OBJECT_RGB[: self.factor_sizes[0]]
         self.background_rgb = BACKGROUND_RGB[: self.factor_sizes[4]]
-        self._mount = _coverage(np.maximum(np.abs(self.u - 0.5) - 0.09, self.v - PIVOT[1] - 0.02),
+        self._mount = pixel_coverage(np.maximum(np.abs(self.u - 0.5) - 0.09, self.v - PIVOT[1] - 0.02),
                                 self.size)
 
     def weights(self, shape: int, size: np.ndarray, camera: np.ndarray, horizontal: np.ndarray,
@@ -144,14 +140,14 @@ class MPI3DRenderer:
         background, white = background * (1 - alpha), white * (1 - alpha) + alpha * shade
         distance, shade = object_silhouette(shape, (self.u - centre_u) / half, (self.v - centre_v) / half,
                                              half * self.size)
-        alpha = _coverage(distance * half, self.size)
+        alpha = pixel_coverage(distance * half, self.size)
         obj = alpha * np.clip(shade, 0.0, 1.2)
         background, white = background * (1 - alpha), white * (1 - alpha)
         return np.stack([background, obj, white], axis=-1).astype(np.float32)
 
     def _scene(self, horizon: np.ndarray):
         """Background and neutral weights of the wall (above the horizon) and the floor band."""
-        floor = _coverage(horizon - self.v, self.size)
+        floor = pixel_coverage(horizon - self.v, self.size)
         wall_shade = 1.0 - 0.2 * self.v
         floor_shade = 0.45 + 0.5 * np.clip(self.v - horizon, 0.0, 1.0)  # nearer floor is lighter
         return (1 - floor) * wall_shade + floor * 0.5 * floor_shade, floor * 0.28
@@ -164,7 +160,7 @@ class MPI3DRenderer:
         distance = np.hypot(across_u, across_v)
         # Lit from the left: the side of the arm facing -u is brighter (a tube, shaded across).
         side = np.clip(across_u / ARM_RADIUS, -1, 1)
-        return _coverage(distance - ARM_RADIUS, self.size), 0.62 - 0.22 * side
+        return pixel_coverage(distance - ARM_RADIUS, self.size), 0.62 - 0.22 * side
 
     def _colours(self, obj: int, background: int) -> np.ndarray:
         rows = [self.background_rgb[background], self.object_rgb[obj], np.ones(3)]

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .shapes3d_renderer import pixel_coverage
+
 MAX_OBJECTS = 6
 MIN_OBJECTS = 3
 NUM_MASKS = MAX_OBJECTS + 1
@@ -70,8 +72,7 @@ class SceneRenderer:
             t = np.clip((v - apex) / height, 0, 1)  # 0 at the apex, 1 at the base
             distance = np.maximum(np.abs(u) - r * t, np.maximum(apex - v, v - obj["v"]))
             shade = 0.6 + 0.35 * (1 - np.abs(u) / r) * t
-        coverage = np.clip(0.5 - distance * self.size, 0.0, 1.0)
-        return coverage, np.clip(shade, 0.0, 1.1)
+        return pixel_coverage(distance, self.size), np.clip(shade, 0.0, 1.1)
 
     def render(self, objects: list[dict]):
         """(image uint8 (H, W, 3), masks bool (NUM_MASKS, H, W)) or None if an object is hidden."""

@@ -44,7 +44,7 @@ def hsv_to_rgb(hue: np.ndarray, saturation: float, value: float) -> np.ndarray:
     return value - value * saturation * np.clip(np.minimum(k, 4.0 - k), 0.0, 1.0)
 
 
-def _coverage(signed_distance: np.ndarray, size: int) -> np.ndarray:
+def pixel_coverage(signed_distance: np.ndarray, size: int) -> np.ndarray:
     """Fraction of a pixel inside a shape whose signed distance (image units) is given."""
     return np.clip(0.5 - signed_distance * size, 0.0, 1.0)
 
@@ -86,8 +86,8 @@ class Shapes3DRenderer:
         left = u < corner_u
         slope = np.where(left, slope_left, slope_right)
         horizon = corner_v + slope * np.abs(u - corner_u)
-        floor = _coverage((horizon - v) / np.sqrt(1.0 + slope ** 2), size)
-        right_face = _coverage(corner_u - u, size)
+        floor = pixel_coverage((horizon - v) / np.sqrt(1.0 + slope ** 2), size)
+        right_face = pixel_coverage(corner_u - u, size)
         wall_shade = 0.72 + 0.28 * right_face
         floor_shade = 0.6 + 0.4 * v  # nearer floor is brighter
         return floor, floor * floor_shade + (1.0 - floor) * wall_shade
@@ -107,7 +107,7 @@ class Shapes3DRenderer:
             edge = half * (c - s)    # the vertical edge nearest the camera
             centre_v = base - half
             distance = np.maximum(np.abs(u) - extent, np.abs(v - centre_v) - half)
-            left_face = _coverage(u - edge, self.size)
+            left_face = pixel_coverage(u - edge, self.size)
             shade = left_face * (0.55 + 0.3 * c) + (1.0 - left_face) * (0.55 + 0.45 * s)
             shade = shade + 0.1 * (1.0 - (v - (base - 2 * half)) / (2 * half))  # top is lighter
         elif SHAPE_NAMES[shape] == "cylinder":
@@ -125,7 +125,7 @@ class Shapes3DRenderer:
             nearest_v = np.clip(v, top, bottom)
             distance = np.hypot(u, v - nearest_v) - radius
             shade = self._lambert(u / radius, (v - nearest_v) / radius, light)
-        return _coverage(distance, self.size), np.clip(shade, 0.0, 1.2)
+        return pixel_coverage(distance, self.size), np.clip(shade, 0.0, 1.2)
 
     @staticmethod
     def _lambert(nx: np.ndarray, ny: np.ndarray, light: np.ndarray) -> np.ndarray:
