@@ -76,8 +76,9 @@ def _probe(run_dir, images):
 
 def train(args, variant, seed, run_dir):
     """Run (or continue) one training run; returns (wall seconds of this call, resumed)."""
+    from training.checkpoint import latest_checkpoint
     script = SCRIPTS[args.setting]
-    resumed = (run_dir / "checkpoints").is_dir() and any((run_dir / "checkpoints").glob("checkpoint_*.pt"))
+    resumed = latest_checkpoint(run_dir) is not None
     if run_dir.exists() and not resumed:
         shutil.rmtree(run_dir)  # started but saved nothing: nothing to keep
     if resumed:

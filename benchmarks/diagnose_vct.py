@@ -53,13 +53,12 @@ def loss_gradients(objective, images, seed):
 @torch.no_grad()
 def per_concept_swaps(objective, images, seed):
     """Per concept: swap accuracy, unseen-swap share, mean normalised distance at the concept."""
-    from training.losses import swap_concepts
+    from training.losses import sample_swaps, swap_concepts
     tokenizer, encoder, decoder = objective.tokenizer, objective.encoder, objective.decoder
     concepts = encoder(tokenizer.tokenize(images)[0])
     batch, num_concepts, _ = concepts.shape
     generator = torch.Generator(device=images.device).manual_seed(seed)
-    partner = (torch.arange(batch, device=images.device) + 1 + torch.randint(
-        batch - 1, (batch,), generator=generator, device=images.device)) % batch
+    _, partner = sample_swaps(batch, num_concepts, generator, images.device)  # every concept swapped below
     rows = torch.arange(batch, device=images.device)
     result = {"swap_accuracy": [], "swaps_unseen": [], "distance_share": []}
     for c in range(num_concepts):
