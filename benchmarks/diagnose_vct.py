@@ -88,7 +88,8 @@ def code_usage(objective, images):
 
 
 def metrics_at(run_dir, step):
-    path = Path(run_dir) / "metrics" / f"metrics_{step:08d}.json"
+    from training.report import step_metrics_path
+    path = step_metrics_path(run_dir, step)
     if not path.is_file():
         return {}
     results = json.loads(path.read_text())["results"]

@@ -267,8 +267,8 @@ def safetensors_state(objective):
 
 def _metrics_of_run(run_dir, step):
     """(payload, file name) of the run's metrics JSON of ``step``, else its newest; None."""
-    from training.report import newest_metrics
-    own = Path(run_dir) / "metrics" / f"metrics_{step:08d}.json" if isinstance(step, int) else None
+    from training.report import newest_metrics, step_metrics_path
+    own = step_metrics_path(run_dir, step) if isinstance(step, int) else None
     if own is not None and own.is_file():
         return json.loads(own.read_text()), own.name
     newest = newest_metrics(run_dir)

@@ -60,6 +60,11 @@ def newest_file(folder: Path, pattern: str) -> Optional[Path]:
     return files[-1] if files else None
 
 
+def step_metrics_path(run_dir: Path, step: int) -> Path:
+    """Where a run writes its evaluation of ``step``: metrics/metrics_<step>.json."""
+    return Path(run_dir) / "metrics" / f"metrics_{step:08d}.json"
+
+
 def newest_metrics(run_dir: Path) -> Optional[tuple]:
     """(path, payload) of the newest metrics/metrics_<step>.json (the run's own evaluations),
     else of the newest evaluate_*.json (evaluate.py's), else None."""

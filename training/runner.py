@@ -19,7 +19,7 @@ from training.data import batches_for, build_dataset, seed_everything, steps_per
 from training.engine import LoopSettings, Trainer, init_distributed
 from training.errors import UserError
 from training.provenance import provenance
-from training.report import write_report
+from training.report import step_metrics_path, write_report
 from training.setting import SETTINGS, RunContext, get_setting
 from training.vqvae_training import train_vqvae
 
@@ -168,7 +168,7 @@ class RunOutputs:
         evaluation = self.setting.evaluate(self.ctx, self.objective, cache_key=ckpt.weights_key(self.objective))
         if evaluation is None:
             return
-        path = self.ctx.run_dir / "metrics" / f"metrics_{step:08d}.json"
+        path = step_metrics_path(self.ctx.run_dir, step)
         write_evaluation(path, evaluation, self.ctx, step=step, config=self.ctx.cfg.name, setting=self.setting.name)
         self.trainer.log.scalars(step, evaluation.scalars(), prefix="eval")
         self.evaluation = (evaluation, path)
