@@ -15,6 +15,7 @@ import gin
 from training.errors import UserError
 
 RESIDENT_MODES = ("auto", "ram", "device", "off")
+RESIDENT_DEFAULT, RESIDENT_FRACTION_DEFAULT = "auto", 0.25  # also the trainers' defaults
 
 LR_SCHEDULES = ("constant", "cosine")
 
@@ -27,8 +28,8 @@ class RunConfig:
     data_dir: str = "data"                # root holding <name>/... files
     batch_size: int = 32                  # images per process per step
     num_workers: int = 0                  # DataLoader workers (0 = load in the main process)
-    resident_data: str = "auto"           # hold the uint8 images: 'auto', 'ram', 'device' (CUDA) or 'off'
-    resident_memory_fraction: float = 0.25  # 'auto' holds them if they take <= this of the free memory
+    resident_data: str = RESIDENT_DEFAULT  # hold the uint8 images: 'auto', 'ram', 'device' (CUDA) or 'off'
+    resident_memory_fraction: float = RESIDENT_FRACTION_DEFAULT  # 'auto' holds them if they take <= this of the free memory
     # VQ-VAE tokenizer
     hidden: int = 256                     # VQ-VAE channels = image token width
     k: int = 128                          # codebook size = VCT decoder classes

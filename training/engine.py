@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from common.memory import peak_rss_mb
 from training import checkpoint as ckpt
+from training.config import RESIDENT_DEFAULT, RESIDENT_FRACTION_DEFAULT
 from training.data import StepBatchSampler, step_batches
 from training.errors import UserError
 from training.run_log import RunLog
@@ -94,8 +95,8 @@ class LoopSettings:
     num_workers: int = 0
     batch_size: int = 32
     seed: int = 0
-    resident_data: str = "auto"            # see get_args.resident_data
-    resident_memory_fraction: float = 0.25  # see get_args.resident_memory_fraction
+    resident_data: str = RESIDENT_DEFAULT                     # see get_args.resident_data
+    resident_memory_fraction: float = RESIDENT_FRACTION_DEFAULT  # see get_args.resident_memory_fraction
 
 
 class Trainer:

@@ -8,6 +8,7 @@ import torch
 from models.vqvae import VQ_CVAE
 from training import checkpoint as ckpt
 from training.cli import ROOT, pick_device, save_run_args
+from training.config import RESIDENT_DEFAULT, RESIDENT_FRACTION_DEFAULT
 from training.data import batches_for, build_dataset, fixed_batch, image_shape_of, seed_everything, steps_per_epoch
 from training.engine import LoopSettings, Trainer, init_distributed
 from training.objectives import VQVAEObjective
@@ -21,8 +22,8 @@ DEFAULT_VQVAE_SIZE = (256, 128)
 
 def train_vqvae(dataset, data_dir, out_dir, *, hidden, k, epochs, batch_size=128, lr=2e-4,
                 seed=0, device="auto", max_steps=None, resume=False, num_workers=0,
-                log_interval=10, save_interval=1000, precision="fp32", resident_data="auto",
-                resident_memory_fraction=0.25):
+                log_interval=10, save_interval=1000, precision="fp32", resident_data=RESIDENT_DEFAULT,
+                resident_memory_fraction=RESIDENT_FRACTION_DEFAULT):
     """Train the VQ-VAE tokenizer (published: Adam 2e-4, StepLR 30 epochs x 0.5, batch 128)
     and export ``out_dir/vqvae.pt``. Returns that path."""
     seed_everything(seed)
