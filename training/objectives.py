@@ -73,7 +73,7 @@ class VCTObjective(nn.Module):
                 self.encoder, self.decoder, self.tokenizer, concepts, generator, self.swap_min_change,
                 decoded=decoded, stats=stats)
             logs.update(stats)
-            loss = loss + (dis_loss if self.dis_weight == 1.0 else self.dis_weight * dis_loss)
+            loss = loss + self.dis_weight * dis_loss  # x 1.0 (published) is exact: same numbers
             logs["dis_loss"] = dis_loss.detach()
             logs["swaps_kept"] = torch.tensor(float(kept))
         logs["loss"] = loss.detach()

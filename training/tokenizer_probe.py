@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from evaluation.factor_probe import factor_probe
+from training.errors import UserError
 
 
 @torch.no_grad()
@@ -50,9 +51,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     from training.evaluate_run import load_saved_run
     _, ctx, objective, _, _ = load_saved_run(args.checkpoint, device=args.device)
-    if not hasattr(ctx.data, "factor_names"):
-        print("error: the run's data has no ground-truth factors to probe", file=sys.stderr)
-        return 2
+    if not getattr(ctx.data, "factor_names", None):
+        raise UserError("the run's data has no ground-truth factors to probe")
     result = probe_tokenizer(ctx, objective.tokenizer, args.images)
     for name, accuracy in result["accuracy"].items():
         print(f"{name:>14}: {accuracy:.3f} (chance {result['chance'][name]:.3f})")
