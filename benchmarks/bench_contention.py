@@ -56,14 +56,15 @@ def child_main(config, steps, warmup, forever):
         apply_thread_policy()
     import torch
     from benchmarks.bench_train_step import build
+    from training.engine import limit_cpu_heap_growth, staged_forward_backward
     objective, images = build(config, torch.device("cpu"))
     optimizer = torch.optim.Adam(objective.parameters(), lr=1e-4)
     generator = torch.Generator().manual_seed(0)
+    heap = limit_cpu_heap_growth()
 
-    def step():
+    def step():  # the engine's step in one process
         optimizer.zero_grad(set_to_none=True)
-        loss, _ = objective(images, generator)
-        loss.backward()
+        staged_forward_backward(objective, images, generator, None, between_stages=heap.between_stages)
         optimizer.step()
 
     for _ in range(warmup):

@@ -15,10 +15,12 @@ widths), batch 32.
 Per variant it prints s/step (median over --steps after --warmup), images/s, the step's
 arithmetic (counted by torch.utils.flop_counter over one step), GFLOP/s and that rate as a
 fraction of the matmul peak measured at the start of the run. Variants:
-  optimised     - training.objectives.VCTObjective, what main_vct.py runs;
-  checkpointed  - the same with activation checkpointing in the VCT encoder and decoder
+  optimised     - training.objectives.VCTObjective as main_vct.py's engine runs it in one
+                  process: the loss stages backpropagated one at a time, the VCT blocks'
+                  default recomputation ('auto'), the CPU heap policy between the stages;
+  checkpointed  - the same with full activation checkpointing in the VCT encoder and decoder
                   (VCT_Encoder/VCT_Decoder.activation_checkpointing = True: the low-memory
-                  option; same gradients, one more forward of each layer);
+                  mode; same gradients, one more forward of each layer);
   compiled      - the optimised step with torch.compile of the VCT encoder and decoder (compiled
                   during the --warmup steps, which should be >= 2; FLOPs counted before compiling);
   straightforward - tests/training/reference_step.py: the published formulation (separate
@@ -43,6 +45,7 @@ from models.visual_concept_tokenizor import VCT_Decoder, VCT_Encoder  # noqa: E4
 from models.vqvae import VQ_CVAE  # noqa: E402
 from tests.training.reference_step import ReferenceVCTStep, make_random_vqvae_informative  # noqa: E402
 from training.cli import load_gin, resolve_config  # noqa: E402
+from training.engine import limit_cpu_heap_growth, staged_forward_backward  # noqa: E402
 from training.objectives import VCTObjective  # noqa: E402
 from training.tokenizers.vq import VQTokenizer  # noqa: E402
 
@@ -112,31 +115,50 @@ def build(config, device, seed=0):
 
 
 class OptimisedStep:
+    """What main_vct.py's engine runs in one process: the loss stages backpropagated one at a
+    time, with the CPU heap policy between them (training/engine.py)."""
     name = "optimised"
 
-    def __init__(self, objective):
+    def __init__(self, objective, device):
         self.objective = objective
+        self.heap = limit_cpu_heap_growth() if device.type == "cpu" else None
         self.last_kept = None
 
-    def __call__(self, images, generator):
-        loss, logs = self.objective(images, generator)
+    def __call__(self, images, generator, autocast):
+        loss, logs = staged_forward_backward(self.objective, images, generator, None, autocast,
+                                             self.heap.between_stages if self.heap is not None else None)
         self.last_kept = int(logs["swaps_kept"])
         return loss
 
 
-def make_step(variant, objective):
+class StraightforwardStep:
+    def __init__(self, objective):
+        self.step = ReferenceVCTStep(objective.encoder, objective.decoder, objective.tokenizer.vqvae)
+
+    @property
+    def last_kept(self):
+        return self.step.last_kept
+
+    def __call__(self, images, generator, autocast):
+        with autocast():
+            loss = self.step(images, generator)
+        loss.backward()
+        return loss
+
+
+def make_step(variant, objective, device):
     if variant in ("optimised", "checkpointed", "compiled"):
-        objective.encoder.activation_checkpointing = variant == "checkpointed"
-        objective.decoder.activation_checkpointing = variant == "checkpointed"
-        return OptimisedStep(objective)
-    return ReferenceVCTStep(objective.encoder, objective.decoder, objective.tokenizer.vqvae)
+        mode = True if variant == "checkpointed" else "auto"  # the default: what main_vct.py runs
+        objective.encoder.activation_checkpointing = mode
+        objective.decoder.activation_checkpointing = mode
+        return OptimisedStep(objective, device)
+    return StraightforwardStep(objective)
 
 
 def train_step(step_fn, optimizer, images, generator, precision, device):
-    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
-        loss = step_fn(images, generator)
     optimizer.zero_grad(set_to_none=True)
-    loss.backward()
+    autocast = functools.partial(torch.autocast, device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+    loss = step_fn(images, generator, autocast)  # forward and backward
     optimizer.step()
     # A timing is only valid for the full step: finite loss, every swap kept (a NaN would make
     # later steps drop every swap and skip the detokenise / re-tokenise half of the work).
@@ -154,7 +176,7 @@ def measure_side_by_side(config, variants, precision, device, steps, warmup):
     for variant in variants:
         objective, images = build(config, device)
         optimizer = torch.optim.Adam(objective.trainable_parameters(), lr=1e-4)
-        step_fn = make_step(variant, objective)
+        step_fn = make_step(variant, objective, device)
         generator = torch.Generator(device=device).manual_seed(0)
         run = functools.partial(train_step, step_fn, optimizer, images, generator, precision, device)
         runs[variant] = (run, count_flops(run), images.shape[0])
@@ -191,7 +213,7 @@ def measure_side_by_side(config, variants, precision, device, steps, warmup):
 def profile(config, device, precision):
     objective, images = build(config, device)
     optimizer = torch.optim.Adam(objective.trainable_parameters(), lr=1e-4)
-    step_fn = OptimisedStep(objective)
+    step_fn = OptimisedStep(objective, device)
     generator = torch.Generator(device=device).manual_seed(0)
     train_step(step_fn, optimizer, images, generator, precision, device)
     activities = [torch.profiler.ProfilerActivity.CPU]

@@ -10,6 +10,7 @@ the published classes load with ``strict=True``. Attention runs through
     >>> z = enc(torch.randn(2, 256, 256))     # (2, 20, 256) concept tokens
     >>> logits = dec(z)                       # (2, 256, 256) logits over 256 codes
 """
+import functools
 import math
 
 import gin
@@ -83,6 +84,10 @@ class FeedForward(nn.Module):
             nn.Linear(dim * mult, dim),
         )
 
+    @property
+    def output_projection(self):
+        return self.net[2]
+
     def forward(self, x):
         return self.net(x)
 
@@ -100,6 +105,10 @@ class Attention(nn.Module):
         self.to_q = nn.Linear(query_dim, inner_dim, bias=False)
         self.to_kv = nn.Linear(context_dim, inner_dim * 2, bias=False)
         self.to_out = nn.Linear(inner_dim, query_dim)
+
+    @property
+    def output_projection(self):
+        return self.to_out
 
     def forward(self, x, context=None, mask=None):
         context = x if context is None else context
@@ -147,13 +156,67 @@ def _cross_attention_block(query_dim, context_dim, heads, dim_head):
     ])
 
 
+def _products():
+    """The ops selective recomputation keeps the outputs of: matrix products and fused
+    attention, the work worth keeping. The rest of a block (LayerNorm, GELU and its product,
+    adds, casts, layout copies) is element-wise and is recomputed in the backward pass."""
+    aten = torch.ops.aten
+    names = ("mm", "addmm", "bmm", "baddbmm", "_scaled_dot_product_flash_attention_for_cpu",
+             "_scaled_dot_product_flash_attention", "_scaled_dot_product_efficient_attention",
+             "_scaled_dot_product_cudnn_attention")
+    return frozenset(getattr(aten, name).default for name in names if hasattr(aten, name))
+
+
+_PRODUCTS = _products()
+
+
+def _keep_products_context(output_weight):
+    """Selective-recomputation contexts that keep every product's output except the block's
+    output projection's (``output_weight``): nothing in the backward pass reads that one, and
+    recomputation stops once its input is rebuilt, so it is never redone."""
+    policy = torch.utils.checkpoint.CheckpointPolicy
+    weight = output_weight.untyped_storage().data_ptr()
+
+    def keep_products(ctx, op, *args, **kwargs):
+        if op not in _PRODUCTS:
+            return policy.PREFER_RECOMPUTE
+        if any(isinstance(a, torch.Tensor) and a.untyped_storage().data_ptr() == weight for a in args):
+            return policy.PREFER_RECOMPUTE
+        return policy.MUST_SAVE
+
+    return torch.utils.checkpoint.create_selective_checkpoint_contexts(keep_products)
+
+
+# 'auto' recomputes selectively from this many input values on: below, the per-op dispatch of
+# recomputation costs more than the memory is worth (benchmarks/RESULTS.md).
+AUTO_RECOMPUTE_MIN_VALUES = 2 ** 20
+
+
 def _call(block, x, checkpoint, **kwargs):
-    """``block(x, **kwargs)``; with ``checkpoint`` (and gradients on) its activations are
-    recomputed in the backward pass instead of stored: the same gradients for one more forward
-    of the block, and a fraction of the memory."""
+    """``block(x, **kwargs)`` (a PreNorm'd Attention or FeedForward). With gradients on,
+    ``checkpoint`` chooses what its backward pass keeps: False, everything; True, only the
+    input (all activations recomputed: one more forward of the block); 'elementwise', the
+    outputs of its matrix products and attention (only element-wise work is recomputed);
+    'auto', 'elementwise' for a block whose input (or context) holds at least
+    AUTO_RECOMPUTE_MIN_VALUES values, else False. The gradients are the same in every mode."""
+    if checkpoint == "auto":
+        context = kwargs.get("context")
+        size = max(x.numel(), 0 if context is None else context.numel())
+        checkpoint = "elementwise" if size >= AUTO_RECOMPUTE_MIN_VALUES else False
     if checkpoint and torch.is_grad_enabled():
-        return torch.utils.checkpoint.checkpoint(block, x, use_reentrant=False, **kwargs)
+        extra = {}
+        if checkpoint == "elementwise":
+            weight = block.fn.output_projection.weight
+            extra["context_fn"] = functools.partial(_keep_products_context, weight)
+        return torch.utils.checkpoint.checkpoint(block, x, use_reentrant=False, **kwargs, **extra)
     return block(x, **kwargs)
+
+
+def _checkpoint_mode(value, cls):
+    if not (isinstance(value, bool) or value in ("elementwise", "auto")):
+        raise ValueError(f"{cls}.activation_checkpointing = {value!r}: one of False, True, "
+                         f"'elementwise' or 'auto'")
+    return value
 
 
 def _residual(block_pair, x, checkpoint=False, **kwargs):
@@ -182,18 +245,20 @@ class VCT_Encoder(nn.Module):
     ``index_num`` and ``ce_loss`` are kept for compatibility with the published signature:
     ``ce_loss=True`` creates the (unused) ``fc_layer`` the published class had, so its
     checkpoints load strictly. ``activation_checkpointing`` (not in the published class)
-    recomputes each layer's activations in the backward pass: same gradients, far less memory
-    (see benchmarks/RESULTS.md for what it saves), one more forward.
+    chooses which activations the backward pass recomputes instead of storing (``_call``):
+    the same gradients in every mode; the default 'auto' recomputes only element-wise work,
+    and only in large blocks; True recomputes whole blocks (the least memory, one more
+    forward); False keeps everything.
     """
 
     def __init__(self, *, index_num=10, depth=6, dim=256, z_index_dim=10, latent_dim=256,
                  cross_heads=1, latent_heads=6, cross_dim_head=128, latent_dim_head=128,
                  weight_tie_layers=False, ce_loss=False, max_freq=10, num_freq_bands=6,
-                 activation_checkpointing=False):
+                 activation_checkpointing="auto"):
         super().__init__()
         self.dim = dim
         self.depth = depth
-        self.activation_checkpointing = activation_checkpointing
+        self.activation_checkpointing = _checkpoint_mode(activation_checkpointing, "VCT_Encoder")
         self.max_freq = max_freq
         self.num_freq_bands = num_freq_bands
         context_dim = dim + fourier_channels(num_freq_bands)
@@ -253,11 +318,11 @@ class VCT_Decoder(nn.Module):
     def __init__(self, *, depth=4, index_num=10, dim=256, z_index_dim=64, latent_dim=256,
                  cross_heads=1, cross_dim_head=128, latent_heads=6, latent_dim_head=128,
                  ce_loss=False, fourier_encode_data=False, weight_tie_layers=False,
-                 max_freq=10, num_freq_bands=6, activation_checkpointing=False):
+                 max_freq=10, num_freq_bands=6, activation_checkpointing="auto"):
         super().__init__()
         self.dim = dim
         self.depth = depth
-        self.activation_checkpointing = activation_checkpointing
+        self.activation_checkpointing = _checkpoint_mode(activation_checkpointing, "VCT_Decoder")
         self.ce_loss = ce_loss
         self.fourier_encode_data = fourier_encode_data
         self.max_freq = max_freq
@@ -307,6 +372,10 @@ class MLP_layer(nn.Module):
         super().__init__()
         self.net = nn.Sequential(nn.Linear(z_dim, latent_dim), nn.GELU(),
                                  nn.Linear(latent_dim, latent_dim))
+
+    @property
+    def output_projection(self):
+        return self.net[2]
 
     def forward(self, x):
         return self.net(x)

@@ -6,7 +6,9 @@ nccl on CUDA), the deterministic batch order, bf16 autocast, the optimiser step,
 resumable checkpoints. What is optimised comes in as an objective module (objectives.py).
 """
 import contextlib
+import ctypes
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -42,23 +44,98 @@ class DistInfo:
 
 
 @gin.configurable
-def limit_cpu_heap_growth(enabled=False, mmap_threshold_mb=1):
-    """Low-memory option for CPU runs (gin: ``limit_cpu_heap_growth.enabled = True``).
+def limit_cpu_heap_growth(enabled="auto", mmap_threshold_mb=8, auto_from_free_mb=256):
+    """How a CPU run hands freed memory back to the OS (gin: ``limit_cpu_heap_growth.<name>``).
 
     glibc raises its mmap threshold each time a large block is freed, after which big tensors
-    come from the heap and fragment it: the peak RSS of a CPU run creeps up step after step. A
-    fixed threshold keeps every tensor over ``mmap_threshold_mb`` in its own mapping, returned
-    to the OS when freed. It costs page faults on every large allocation (small-model steps get
-    slower; benchmarks/RESULTS.md), so it is off by default. No effect with other C libraries or platforms."""
-    if not enabled:
-        return
+    come from the heap and fragment it: the peak RSS of a CPU run creeps up step after step,
+    and one loss stage's activations land beside the last one's leftovers. The remedy is to fix
+    the threshold at ``mmap_threshold_mb`` (every tensor over it gets its own mapping, returned
+    when freed) and to trim the heap (malloc_trim) after each loss stage's backward pass. Both
+    cost page faults, which a small model's short steps feel (benchmarks/RESULTS.md), so:
+    ``enabled=True``, from the start and after every stage; False, never; 'auto' (default),
+    from the first stage that leaves at least ``auto_from_free_mb`` free in the heap (a model
+    whose activations are large), and then trimming only after stages that do. No effect
+    with other C libraries or platforms. Returns the CPUHeap the engine consults."""
+    if enabled not in (True, False, "auto"):
+        raise UserError(f"limit_cpu_heap_growth.enabled = {enabled!r}: one of True, False or 'auto'")
+    return CPUHeap(enabled, mmap_threshold_mb, auto_from_free_mb)
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks",
+        "keepcost")]
+
+
+@functools.lru_cache(maxsize=None)
+def _glibc():
+    """glibc's malloc controls, or None (another C library or platform)."""
     try:
-        import ctypes
         libc = ctypes.CDLL("libc.so.6")
-        M_MMAP_THRESHOLD = -3
-        libc.mallopt(M_MMAP_THRESHOLD, int(mmap_threshold_mb * 2**20))
+        libc.mallopt, libc.malloc_trim  # noqa: B018 -- both must exist
     except (OSError, AttributeError):
-        pass
+        return None
+    if hasattr(libc, "mallinfo2"):  # glibc >= 2.33
+        libc.mallinfo2.restype = _MallInfo2
+    return libc
+
+
+class CPUHeap:
+    """limit_cpu_heap_growth's policy, applied (see there)."""
+
+    def __init__(self, enabled, mmap_threshold_mb, auto_from_free_mb):
+        self.libc = _glibc()
+        self.enabled = enabled if self.libc is not None else False
+        self.mmap_threshold = int(mmap_threshold_mb * 2**20)
+        self.auto_from = auto_from_free_mb * 2**20
+        self.threshold_fixed = False
+        if self.enabled is True:
+            self._fix_threshold()
+        elif self.enabled == "auto" and not hasattr(self.libc, "mallinfo2"):
+            self.enabled = False  # cannot see the heap's free bytes: leave it alone
+
+    def _fix_threshold(self):
+        M_MMAP_THRESHOLD = -3
+        self.libc.mallopt(M_MMAP_THRESHOLD, self.mmap_threshold)
+        self.threshold_fixed = True
+
+    def free_bytes(self):
+        info = self.libc.mallinfo2()
+        return info.fordblks + info.fsmblks
+
+    def between_stages(self):
+        if self.enabled is False:
+            return
+        if self.enabled == "auto" and self.free_bytes() < self.auto_from:
+            return
+        if not self.threshold_fixed:
+            self._fix_threshold()
+        self.libc.malloc_trim(0)
+
+
+def staged_forward_backward(objective, images, generator, indices, autocast=contextlib.nullcontext,
+                            between_stages=None):
+    """(loss, logs) of one step of an objective with ``loss_stages`` (VCTObjective), each stage
+    backpropagated as it comes, so its activations are freed before the next stage allocates
+    its own: the gradients of the summed loss, for the largest stage's memory instead of the
+    sum. ``autocast()`` wraps each stage's forward work (not the backward, as autocast wants);
+    ``between_stages()`` runs after each backward."""
+    logs, loss = {}, 0.0
+    terms = objective.loss_stages(images, generator, indices, logs)
+    while True:
+        with autocast():
+            term = next(terms, None)
+        if term is None:
+            break
+        loss = loss + term.detach()
+        if not term.requires_grad:  # a stage with nothing to learn (no swap kept): a constant 0
+            continue
+        term.backward()
+        if between_stages is not None:
+            between_stages()
+    logs["loss"] = loss
+    return loss, logs
 
 
 def init_distributed(device: torch.device):
@@ -125,6 +202,7 @@ class Trainer:
                 objective, device_ids=[device.index] if device.type == "cuda" else None,
                 broadcast_buffers=False)
         self.log = None
+        self._heap = None  # run() sets it on CPU: limit_cpu_heap_growth
 
     # ------------------------------------------------------------------ checkpoints
     def checkpoint_state(self):
@@ -176,8 +254,7 @@ class Trainer:
         """Train to ``total_steps``. ``resume_from``: restore that checkpoint first;
         ``resumed``: it was restored already (``restore``). Returns the last step."""
         s = self.settings
-        if self.device.type == "cpu":
-            limit_cpu_heap_growth()
+        self._heap = limit_cpu_heap_growth() if self.device.type == "cpu" else None
         if resume_from is not None:
             self.restore(resume_from)
             resumed = True
@@ -236,14 +313,24 @@ class Trainer:
     def _train_step(self, images, indices):
         # Free the last step's gradients before this step's activations are allocated.
         self.optimizer.zero_grad(set_to_none=True)
-        with self._autocast():
-            loss, logs = self.model(images, self.generator, indices)
-        loss.backward()
+        loss, logs = self._forward_backward(images, indices)
         self.optimizer.step()
         if self.scheduler is not None:
             self.scheduler.step()
         self.step += 1
         return loss, logs
+
+    def _forward_backward(self, images, indices):
+        """(loss, logs) of one step, its gradients accumulated: by loss stages in one process
+        (staged_forward_backward); under torchrun the loss goes through DistributedDataParallel
+        whole, as its gradient all-reduce belongs to one backward pass per forward."""
+        if self.dist.enabled or not hasattr(self.objective, "loss_stages"):
+            with self._autocast():
+                loss, logs = self.model(images, self.generator, indices)
+            loss.backward()
+            return loss, logs
+        return staged_forward_backward(self.objective, images, self.generator, indices, self._autocast,
+                                       self._heap.between_stages if self._heap is not None else None)
 
     def _count_window(self, images, data_seconds):
         start, count, waited = self._window

@@ -22,7 +22,7 @@ def swap_concepts(concepts, concept, partner):
     return swapped
 
 
-def _map_outputs(fn, *outputs):
+def map_outputs(fn, *outputs):
     """``fn`` over decoder outputs: tensors, or (named) tuples of tensors (the mask decoder's)."""
     first = outputs[0]
     if isinstance(first, torch.Tensor):
@@ -60,7 +60,7 @@ def concept_disentangling_loss(encoder, decoder, tokenizer, concepts, generator=
         if decoded is None:
             both = decoder(torch.cat([original[keep], swapped[keep]]))
         else:
-            both = _map_outputs(lambda org, swap: torch.cat([org.detach()[keep], swap]),
+            both = map_outputs(lambda org, swap: torch.cat([org.detach()[keep], swap]),
                                 decoded, decoder(swapped[keep]))
         images = tokenizer.detokenize(both, generator)
     retokenised = encoder(tokenizer.retokenize(images))

@@ -7,7 +7,7 @@ from torch import nn
 
 from models.visual_concept_tokenizor import VCT_Decoder, VCT_Encoder
 from models.vqvae import VQ_CVAE
-from training.losses import concept_disentangling_loss
+from training.losses import map_outputs, concept_disentangling_loss
 
 
 class VQVAEObjective(nn.Module):
@@ -61,23 +61,35 @@ class VCTObjective(nn.Module):
         self.swap_min_change = swap_min_change
 
     def forward(self, images, generator=None, indices=None):
+        logs = {}
+        loss = sum(self.loss_stages(images, generator, indices, logs))
+        logs["loss"] = loss.detach()
+        return loss, logs
+
+    def loss_stages(self, images, generator=None, indices=None, logs=None):
+        """The loss as terms whose graphs share nothing: the reconstruction loss, then the
+        (weighted) disentangling loss, which sees the first pass's concepts and decoder output
+        only detached. Their sum is ``forward``'s loss; a caller may instead backpropagate each
+        term as it comes (the engine does), so the reconstruction pass's activations are freed
+        before the disentangling pass allocates its own: the same gradients, for the larger of
+        the two passes' memory rather than their sum. ``logs`` receives the scalars."""
+        logs = {} if logs is None else logs
         tokens, targets = self.tokenizer.tokenize(images, indices)
         concepts = self.encoder(tokens)
         decoded = self.decoder(concepts)
         im_loss = self.tokenizer.reconstruction_loss(decoded, targets)
-        logs = {"im_loss": im_loss.detach()}
-        loss = im_loss
+        logs["im_loss"] = im_loss.detach()
+        concepts, decoded = concepts.detach(), map_outputs(torch.Tensor.detach, decoded)
+        yield im_loss
         if self.use_dis_loss:
             stats = {}
             dis_loss, kept = concept_disentangling_loss(
                 self.encoder, self.decoder, self.tokenizer, concepts, generator, self.swap_min_change,
                 decoded=decoded, stats=stats)
             logs.update(stats)
-            loss = loss + self.dis_weight * dis_loss  # x 1.0 (published) is exact: same numbers
             logs["dis_loss"] = dis_loss.detach()
             logs["swaps_kept"] = torch.tensor(float(kept))
-        logs["loss"] = loss.detach()
-        return loss, logs
+            yield self.dis_weight * dis_loss  # x 1.0 (published) is exact: same numbers
 
     def model_state(self):
         return {"encoder_model_state_dict": self.encoder.state_dict(),
