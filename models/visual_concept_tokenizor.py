@@ -187,8 +187,10 @@ def _keep_products_context(output_weight):
     return torch.utils.checkpoint.create_selective_checkpoint_contexts(keep_products)
 
 
-# 'auto' recomputes selectively from this many input values on: below, the per-op dispatch of
-# recomputation costs more than the memory is worth (benchmarks/RESULTS.md).
+# 'auto' recomputes selectively in CPU blocks from this many input values on: below, the per-op
+# dispatch of recomputation costs more than the memory is worth (benchmarks/RESULTS.md). Not on
+# an accelerator, where that dispatch would be a large share of a step of milliseconds and
+# the activations fit its memory.
 AUTO_RECOMPUTE_MIN_VALUES = 2 ** 20
 
 
@@ -197,12 +199,12 @@ def _call(block, x, checkpoint, **kwargs):
     ``checkpoint`` chooses what its backward pass keeps: False, everything; True, only the
     input (all activations recomputed: one more forward of the block); 'elementwise', the
     outputs of its matrix products and attention (only element-wise work is recomputed);
-    'auto', 'elementwise' for a block whose input (or context) holds at least
+    'auto', 'elementwise' for a CPU block whose input (or context) holds at least
     AUTO_RECOMPUTE_MIN_VALUES values, else False. The gradients are the same in every mode."""
     if checkpoint == "auto":
         context = kwargs.get("context")
         size = max(x.numel(), 0 if context is None else context.numel())
-        checkpoint = "elementwise" if size >= AUTO_RECOMPUTE_MIN_VALUES else False
+        checkpoint = "elementwise" if x.device.type == "cpu" and size >= AUTO_RECOMPUTE_MIN_VALUES else False
     if checkpoint and torch.is_grad_enabled():
         extra = {}
         if checkpoint == "elementwise":
@@ -247,7 +249,7 @@ class VCT_Encoder(nn.Module):
     checkpoints load strictly. ``activation_checkpointing`` (not in the published class)
     chooses which activations the backward pass recomputes instead of storing (``_call``):
     the same gradients in every mode; the default 'auto' recomputes only element-wise work,
-    and only in large blocks; True recomputes whole blocks (the least memory, one more
+    and only in large blocks on CPU; True recomputes whole blocks (the least memory, one more
     forward); False keeps everything.
     """
 

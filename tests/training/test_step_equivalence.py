@@ -144,6 +144,17 @@ def test_auto_recomputes_only_large_blocks(monkeypatch):
         torch.testing.assert_close(grad, auto[name], rtol=1e-10, atol=1e-13, msg=name)
 
 
+def test_auto_leaves_accelerator_blocks_alone(monkeypatch):
+    """Off the CPU 'auto' keeps everything (a meta-device encoder stands in for a GPU one)."""
+    import models.visual_concept_tokenizor as vct
+    calls = []
+    monkeypatch.setattr(torch.utils.checkpoint, "checkpoint", lambda *a, **k: calls.append(1))
+    monkeypatch.setattr(vct, "AUTO_RECOMPUTE_MIN_VALUES", 1)
+    encoder = VCT_Encoder(z_index_dim=3, dim=16, depth=2, **WIDTHS).to("meta")
+    encoder(torch.randn(2, 16, 16, device="meta", requires_grad=True))
+    assert calls == []
+
+
 def test_a_bad_checkpointing_mode_is_refused():
     with pytest.raises(ValueError, match="VCT_Encoder.activation_checkpointing = 'yes'"):
         VCT_Encoder(activation_checkpointing="yes")
