@@ -45,7 +45,7 @@ from models.visual_concept_tokenizor import VCT_Decoder, VCT_Encoder  # noqa: E4
 from models.vqvae import VQ_CVAE  # noqa: E402
 from tests.training.reference_step import ReferenceVCTStep, make_random_vqvae_informative  # noqa: E402
 from training.cli import load_gin, resolve_config  # noqa: E402
-from training.engine import limit_cpu_heap_growth, staged_forward_backward  # noqa: E402
+from training.engine import cpu_heap_policy, staged_forward_backward  # noqa: E402
 from training.objectives import VCTObjective  # noqa: E402
 from training.tokenizers.vq import VQTokenizer  # noqa: E402
 
@@ -121,12 +121,12 @@ class OptimisedStep:
 
     def __init__(self, objective, device):
         self.objective = objective
-        self.heap = limit_cpu_heap_growth() if device.type == "cpu" else None
+        self.heap = cpu_heap_policy(device)
         self.last_kept = None
 
     def __call__(self, images, generator, autocast):
         loss, logs = staged_forward_backward(self.objective, images, generator, None, autocast,
-                                             self.heap.between_stages if self.heap is not None else None)
+                                             self.heap.between_stages)
         self.last_kept = int(logs["swaps_kept"])
         return loss
 

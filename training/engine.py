@@ -62,6 +62,11 @@ def limit_cpu_heap_growth(enabled="auto", mmap_threshold_mb=8, auto_from_free_mb
     return CPUHeap(enabled, mmap_threshold_mb, auto_from_free_mb)
 
 
+def cpu_heap_policy(device):
+    """limit_cpu_heap_growth's policy for a step on ``device``; off the CPU it does nothing."""
+    return limit_cpu_heap_growth() if device.type == "cpu" else CPUHeap(False, 0, 0)
+
+
 class _MallInfo2(ctypes.Structure):
     _fields_ = [(name, ctypes.c_size_t) for name in (
         "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks",
@@ -202,7 +207,7 @@ class Trainer:
                 objective, device_ids=[device.index] if device.type == "cuda" else None,
                 broadcast_buffers=False)
         self.log = None
-        self._heap = None  # run() sets it on CPU: limit_cpu_heap_growth
+        self._heap = None  # run() sets it: cpu_heap_policy
 
     # ------------------------------------------------------------------ checkpoints
     def checkpoint_state(self):
@@ -254,7 +259,7 @@ class Trainer:
         """Train to ``total_steps``. ``resume_from``: restore that checkpoint first;
         ``resumed``: it was restored already (``restore``). Returns the last step."""
         s = self.settings
-        self._heap = limit_cpu_heap_growth() if self.device.type == "cpu" else None
+        self._heap = cpu_heap_policy(self.device)
         if resume_from is not None:
             self.restore(resume_from)
             resumed = True
@@ -330,7 +335,7 @@ class Trainer:
             loss.backward()
             return loss, logs
         return staged_forward_backward(self.objective, images, self.generator, indices, self._autocast,
-                                       self._heap.between_stages if self._heap is not None else None)
+                                       self._heap.between_stages)
 
     def _count_window(self, images, data_seconds):
         start, count, waited = self._window

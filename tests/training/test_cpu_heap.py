@@ -75,3 +75,12 @@ def test_real_glibc_reports_free_heap_bytes():
     heap = engine.CPUHeap(False, 16, 256)
     assert heap.free_bytes() >= 0
     assert engine._glibc().malloc_trim(0) in (0, 1)
+
+
+def test_the_step_policy_is_the_gin_one_on_cpu_and_inert_elsewhere(libc):
+    import torch
+    libc.free = 10 * 2**30
+    engine.cpu_heap_policy(torch.device("meta")).between_stages()
+    assert libc.calls == []
+    engine.cpu_heap_policy(torch.device("cpu")).between_stages()
+    assert libc.calls == [("mallopt", -3, 8 * 2**20), ("trim",)]
