@@ -20,12 +20,18 @@ batch 32, dis loss on, fp32). Policies:
   lowmem   - the documented low-memory mode: the default with full activation checkpointing
              (activation_checkpointing = True), which recomputes whole blocks;
   mmap1    - heap_always with a 1 MiB threshold (limit_cpu_heap_growth.mmap_threshold_mb = 1);
-  mmap4, mmap16 - the default with a 4 or 16 MiB threshold.
-Peak RSS is the child's VmHWM after its steps, so it holds the build and the steps; s/step is
-the median over rounds of each child's median step after its first (warm-up) step.
+  mmap4, mmap16 - the default with a 4 or 16 MiB threshold;
+  keep     - the default with limit_cpu_heap_growth.enabled = 'keep' (no tensor mapped on its
+             own, the heap never trimmed: freed memory is reused, not faulted in again);
+  keep_lowmem - lowmem with 'keep'.
+Peak RSS is the child's VmHWM after its steps, so it holds the build and the steps; s/step,
+minor page faults and system CPU time per step are medians over rounds of each child's median
+step after its first (warm-up) step (a fault brings in a freshly zeroed page: the cost of
+handing freed memory back to the OS).
 """
 import argparse
 import json
+import resource
 import statistics
 import subprocess
 import sys
@@ -45,6 +51,8 @@ POLICIES = {
     "mmap1": (True, "auto", True, 1),
     "mmap4": (True, "auto", "auto", 4),
     "mmap16": (True, "auto", "auto", 16),
+    "keep": (True, "auto", "keep", 8),
+    "keep_lowmem": (True, True, "keep", 8),
 }
 
 
@@ -64,9 +72,9 @@ def child(policy, config, steps):
     objective.decoder.activation_checkpointing = recompute
     optimizer = torch.optim.Adam(objective.trainable_parameters(), lr=1e-4)
     generator = torch.Generator().manual_seed(0)
-    times = []
+    times, faults, system = [], [], []
     for _ in range(steps):
-        start = time.perf_counter()
+        start, usage = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF)
         optimizer.zero_grad(set_to_none=True)
         if staged:
             loss, logs = staged_forward_backward(objective, images, generator, None,
@@ -76,10 +84,13 @@ def child(policy, config, steps):
             loss.backward()
         optimizer.step()
         times.append(time.perf_counter() - start)
+        after = resource.getrusage(resource.RUSAGE_SELF)
+        faults.append(after.ru_minflt - usage.ru_minflt)
+        system.append(after.ru_stime - usage.ru_stime)
         if not torch.isfinite(loss) or int(logs["swaps_kept"]) != images.shape[0]:
             raise SystemExit(f"{policy}: not a full training step (loss {loss.item()}), timing refused")
     print(json.dumps({"policy": policy, "peak_rss_gib": peak_rss_mb() / 1024, "step_times_s": times,
-                      "loss": float(loss)}))
+                      "minor_faults": faults, "system_s": system, "loss": float(loss)}))
 
 
 def run_child(policy, config, steps, threads):
@@ -121,13 +132,16 @@ def main():
         results[policy] = {
             "peak_rss_gib": max(r["peak_rss_gib"] for r in rs),
             "s_per_step": statistics.median(statistics.median(r["step_times_s"][1:]) for r in rs),
+            "faults_per_step": statistics.median(statistics.median(r["minor_faults"][1:]) for r in rs),
+            "system_s_per_step": statistics.median(statistics.median(r["system_s"][1:]) for r in rs),
             "losses": sorted({round(r["loss"], 6) for r in rs})}
     base = results[args.policies[0]]["s_per_step"]
     print(f"\n{args.config} config, {args.rounds} rounds x {args.steps} steps per policy "
           f"(time ratios against {args.policies[0]})")
-    print("| policy | peak RSS | s/step | time ratio |\n|---|---|---|---|")
+    print("| policy | peak RSS | s/step | time ratio | page faults/step | system CPU s/step |\n|---|---|---|---|---|---|")
     for policy, r in results.items():
-        print(f"| {policy} | {r['peak_rss_gib']:.2f} GiB | {r['s_per_step']:.2f} | {r['s_per_step'] / base:.3f} |")
+        print(f"| {policy} | {r['peak_rss_gib']:.2f} GiB | {r['s_per_step']:.2f} | {r['s_per_step'] / base:.3f} "
+              f"| {r['faults_per_step']:,.0f} | {r['system_s_per_step']:.1f} |")
     if len({tuple(r["losses"]) for r in results.values()}) > 1:
         print("note: the policies' last losses differ: " + ", ".join(f"{p} {r['losses']}" for p, r in results.items()))
     if args.json:

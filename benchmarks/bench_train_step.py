@@ -45,7 +45,7 @@ from models.visual_concept_tokenizor import VCT_Decoder, VCT_Encoder  # noqa: E4
 from models.vqvae import VQ_CVAE  # noqa: E402
 from tests.training.reference_step import ReferenceVCTStep, make_random_vqvae_informative  # noqa: E402
 from training.cli import load_gin, resolve_config  # noqa: E402
-from training.engine import cpu_heap_policy, staged_forward_backward  # noqa: E402
+from training.engine import cpu_heap_policy, limit_cpu_heap_growth, staged_forward_backward  # noqa: E402
 from training.objectives import VCTObjective  # noqa: E402
 from training.tokenizers.vq import VQTokenizer  # noqa: E402
 
@@ -119,9 +119,10 @@ class OptimisedStep:
     time, with the CPU heap policy between them (training/engine.py)."""
     name = "optimised"
 
-    def __init__(self, objective, device):
+    def __init__(self, objective, device, heap=None):
         self.objective = objective
-        self.heap = cpu_heap_policy(device)
+        # heap: a limit_cpu_heap_growth.enabled value for this run (process-wide in glibc)
+        self.heap = cpu_heap_policy(device) if heap is None else limit_cpu_heap_growth(enabled=heap)
         self.last_kept = None
 
     def __call__(self, images, generator, autocast):
@@ -146,12 +147,12 @@ class StraightforwardStep:
         return loss
 
 
-def make_step(variant, objective, device):
+def make_step(variant, objective, device, heap=None):
     if variant in ("optimised", "checkpointed", "compiled"):
         mode = True if variant == "checkpointed" else "auto"  # the default: what main_vct.py runs
         objective.encoder.activation_checkpointing = mode
         objective.decoder.activation_checkpointing = mode
-        return OptimisedStep(objective, device)
+        return OptimisedStep(objective, device, heap)
     return StraightforwardStep(objective)
 
 
@@ -168,7 +169,7 @@ def train_step(step_fn, optimizer, images, generator, precision, device):
     return loss
 
 
-def measure_side_by_side(config, variants, precision, device, steps, warmup):
+def measure_side_by_side(config, variants, precision, device, steps, warmup, heap=None):
     """{variant: result}. Every variant has its own copy of the model (same seed); their timed
     steps alternate (A, B, A, B, ...), each round next to a short matmul-peak measurement, so
     a change in machine load hits all of them alike. Median over the rounds."""
@@ -176,7 +177,7 @@ def measure_side_by_side(config, variants, precision, device, steps, warmup):
     for variant in variants:
         objective, images = build(config, device)
         optimizer = torch.optim.Adam(objective.trainable_parameters(), lr=1e-4)
-        step_fn = make_step(variant, objective, device)
+        step_fn = make_step(variant, objective, device, heap)
         generator = torch.Generator(device=device).manual_seed(0)
         run = functools.partial(train_step, step_fn, optimizer, images, generator, precision, device)
         runs[variant] = (run, count_flops(run), images.shape[0])
@@ -238,8 +239,16 @@ def main():
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
     parser.add_argument("--profile", choices=["paper", "toy"], default=None,
                         help="print a torch.profiler table of one optimised step and exit")
+    parser.add_argument("--cpu_heap", default=None, choices=["auto", "keep", "True", "False"],
+                        help="limit_cpu_heap_growth.enabled for the optimised step (default: the "
+                             "engine's); glibc's setting is per process, so compare policies in "
+                             "separate runs or with bench_memory.py")
     parser.add_argument("--json", default=None, help="also write the results here")
     args = parser.parse_args()
+    if args.cpu_heap in ("True", "False"):
+        args.cpu_heap = args.cpu_heap == "True"
+    if args.cpu_heap is not None and args.device != "cpu":
+        raise SystemExit("--cpu_heap is a CPU setting")
     device = torch.device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -256,7 +265,8 @@ def main():
     for config in args.configs:
         steps = args.steps or (3 if config == "paper" and device.type == "cpu" else 20)
         for precision in args.precision:
-            row = measure_side_by_side(config, args.variants, precision, device, steps, args.warmup)
+            row = measure_side_by_side(config, args.variants, precision, device, steps, args.warmup,
+                                       args.cpu_heap)
             for variant, r in row.items():
                 results.append(r)
                 print(f"{config:5s} {precision} {variant:15s} {r['s_per_step']:8.3f} s/step "

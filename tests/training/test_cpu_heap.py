@@ -57,9 +57,17 @@ def test_disabled_never_touches_malloc(libc):
     assert libc.calls == []
 
 
+def test_keep_never_maps_nor_trims(libc):
+    heap = engine.limit_cpu_heap_growth(enabled="keep")
+    assert libc.calls == [("mallopt", -4, 0), ("mallopt", -1, 2**31 - 1)]
+    libc.free = 10 * 2**30
+    heap.between_stages()
+    assert len(libc.calls) == 2
+
+
 def test_without_glibc_nothing_happens(monkeypatch):
     monkeypatch.setattr(engine, "_glibc", lambda: None)
-    for enabled in (True, "auto"):
+    for enabled in (True, "auto", "keep"):
         engine.limit_cpu_heap_growth(enabled=enabled).between_stages()  # no error, no effect
 
 
