@@ -28,17 +28,25 @@ def token_features(tokenizer, images):
     return tokens.flatten(1).float()
 
 
-def probe_tokenizer(ctx, tokenizer, num_images=4000, batch_size=256, seed=0):
-    """The factor probe of ``tokenizer`` on ``num_images`` images of the run's ground-truth data."""
+def probe_features(ctx, features_of, num_images=4000, batch_size=256, seed=0):
+    """(features, factors) over ``num_images`` random images of the run's ground-truth data:
+    ``features_of(images on the run's device)`` per batch, as numpy, and the images' factors."""
     data = ctx.data
     count = min(int(num_images), data.num_observations)
     indices = np.sort(np.random.RandomState(seed).choice(data.num_observations, count, replace=False))
     features, factors = [], []
     for start in range(0, count, batch_size):
         images, batch_factors, _ = ctx.batches[indices[start:start + batch_size]]
-        features.append(token_features(tokenizer, images.to(ctx.device)).cpu().numpy())
+        features.append(features_of(images.to(ctx.device)).cpu().numpy())
         factors.append(np.asarray(batch_factors))
-    return factor_probe(np.concatenate(features), np.concatenate(factors), data.factor_names, seed=seed)
+    return np.concatenate(features), np.concatenate(factors)
+
+
+def probe_tokenizer(ctx, tokenizer, num_images=4000, batch_size=256, seed=0):
+    """The factor probe of ``tokenizer`` on ``num_images`` images of the run's ground-truth data."""
+    features, factors = probe_features(ctx, lambda images: token_features(tokenizer, images),
+                                       num_images, batch_size, seed)
+    return factor_probe(features, factors, ctx.data.factor_names, seed=seed)
 
 
 def main(argv=None):

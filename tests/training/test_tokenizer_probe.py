@@ -38,3 +38,21 @@ def test_the_probe_of_a_saved_run_names_every_factor(tiny_world, tmp_path, capsy
     assert (result["num_train"], result["num_test"]) == (26, 6)
     assert all(0.0 <= value <= 1.0 for value in result["accuracy"].values())
     assert result["accuracy"]["scale"] == 1.0  # the tiny grid has one scale: trivially read
+
+
+def test_the_concept_probe_of_a_saved_run_reads_all_three_ways(tiny_world, tmp_path, capsys, one_cpu_thread):
+    from training import concept_probe
+    run = tmp_path / "run"
+    vct_main(["--config", str(tiny_world["config"]), "--max_steps", "1", "--out", str(run), "--device", "cpu"])
+    code, out, _ = run_with_output(concept_probe.main, ["--checkpoint", str(run), "--images", "32",
+                                                        "--out", str(tmp_path / "concepts.json")], capsys)
+    assert code == 0
+    result = json.loads((tmp_path / "concepts.json").read_text())
+    names = ["floor_hue", "wall_hue", "object_hue", "scale", "shape", "orientation"]
+    assert list(result["all"]) == names
+    for name in names:
+        for readout in ("best_token", "best_component"):
+            accuracy, token = result[readout][name]
+            assert 0.0 <= accuracy <= 1.0 and token in range(-1, 4)  # the tiny config's 4 concepts
+        assert name in out
+    assert result["all"]["scale"] == 1.0  # one scale in the tiny grid
