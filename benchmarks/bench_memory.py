@@ -23,7 +23,8 @@ batch 32, dis loss on, fp32). Policies:
   mmap4, mmap16 - the default with a 4 or 16 MiB threshold;
   keep     - the default with limit_cpu_heap_growth.enabled = 'keep' (no tensor mapped on its
              own, the heap never trimmed: freed memory is reused, not faulted in again);
-  keep_lowmem - lowmem with 'keep'.
+  keep_lowmem - lowmem with 'keep';
+  staged_keep - staged with 'keep' (no recomputation).
 Peak RSS is the child's VmHWM after its steps, so it holds the build and the steps; s/step,
 minor page faults and system CPU time per step are medians over rounds of each child's median
 step after its first (warm-up) step (a fault brings in a freshly zeroed page: the cost of
@@ -53,6 +54,7 @@ POLICIES = {
     "mmap16": (True, "auto", "auto", 16),
     "keep": (True, "auto", "keep", 8),
     "keep_lowmem": (True, True, "keep", 8),
+    "staged_keep": (True, False, "keep", 8),
 }
 
 

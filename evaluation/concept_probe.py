@@ -3,11 +3,12 @@ linear probe of factor_probe.py:
 
 - ``all``: from all concept tokens together (is the factor in the representation at all?);
 - ``best_token``: from the single concept token that reads it best, whole (is it in one token?);
-- ``best_component``: from that token's first principal component, the one number per concept
-  that the VCT evaluation protocol keeps (``evaluation.representation``, method 'pca').
+- ``best_component``: from the single concept whose first principal component reads it best:
+  that component is the one number per concept the VCT evaluation protocol keeps
+  (``evaluation.representation``, method 'pca').
 
-A factor high on ``best_token`` but low on ``best_component`` is held by a token whose largest
-variance belongs to another factor: the metrics cannot see it.
+A factor high on ``best_token`` but low on ``best_component`` is held only in directions of
+lesser variance, next to another factor: the metrics cannot see it.
 """
 from __future__ import annotations
 

@@ -3,31 +3,20 @@
     python -m training.concept_probe --checkpoint RUN_DIR [--images 3000] [--out probe.json]
 
 Per factor, the held-out accuracy of a linear probe on all concept tokens, on the best single
-token, and on the best token's first principal component (what the metrics see).
+token, and on the best single token's first principal component (the one number per concept
+the metrics see).
 """
-import argparse
 import json
 import sys
 
 import torch
 
 from evaluation.concept_probe import concept_probe
-from training.errors import UserError
-from training.tokenizer_probe import probe_features
+from training.tokenizer_probe import load_probed_run, probe_features
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m training.concept_probe", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", required=True, help="a VCT run directory or checkpoint file")
-    parser.add_argument("--images", type=int, default=3000, help="images probed, 80%% train / 20%% test (default 3000)")
-    parser.add_argument("--out", default=None, help="also write the result as JSON here")
-    parser.add_argument("--device", default="auto")
-    args = parser.parse_args(argv)
-    from training.evaluate_run import load_saved_run
-    _, ctx, objective, _, _ = load_saved_run(args.checkpoint, device=args.device)
-    if not getattr(ctx.data, "factor_names", None):
-        raise UserError("the run's data has no ground-truth factors to probe")
+    args, ctx, objective = load_probed_run("python -m training.concept_probe", __doc__, 3000, argv)
     objective.eval()
 
     @torch.no_grad()
@@ -36,7 +25,7 @@ def main(argv=None):
 
     concepts, factors = probe_features(ctx, concepts_of, args.images)
     result = concept_probe(concepts, factors, ctx.data.factor_names)
-    print(f"{'factor':>14}  {'all tokens':>10}  {'best token':>14}  {'its 1st PC':>14}  chance")
+    print(f"{'factor':>14}  {'all tokens':>10}  {'best token':>14}  {'best 1st PC':>14}  chance")
     for name, accuracy in result["all"].items():
         (token_acc, token), (pc_acc, pc) = result["best_token"][name], result["best_component"][name]
         print(f"{name:>14}  {accuracy:10.3f}  {token_acc:8.3f} (c{token})  {pc_acc:8.3f} (c{pc})  {result['chance'][name]:.3f}")

@@ -49,11 +49,13 @@ def probe_tokenizer(ctx, tokenizer, num_images=4000, batch_size=256, seed=0):
     return factor_probe(features, factors, ctx.data.factor_names, seed=seed)
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m training.tokenizer_probe", description=__doc__,
+def load_probed_run(prog, description, default_images, argv):
+    """(args, ctx, objective) of a probe's command line: the saved run, with its ground truth."""
+    parser = argparse.ArgumentParser(prog=prog, description=description,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", required=True, help="a VCT run directory or checkpoint file")
-    parser.add_argument("--images", type=int, default=4000, help="images probed, 80%% train / 20%% test (default 4000)")
+    parser.add_argument("--images", type=int, default=default_images,
+                        help=f"images probed, 80%% train / 20%% test (default {default_images})")
     parser.add_argument("--out", default=None, help="also write the result as JSON here")
     parser.add_argument("--device", default="auto")
     args = parser.parse_args(argv)
@@ -61,6 +63,11 @@ def main(argv=None):
     _, ctx, objective, _, _ = load_saved_run(args.checkpoint, device=args.device)
     if not getattr(ctx.data, "factor_names", None):
         raise UserError("the run's data has no ground-truth factors to probe")
+    return args, ctx, objective
+
+
+def main(argv=None):
+    args, ctx, objective = load_probed_run("python -m training.tokenizer_probe", __doc__, 4000, argv)
     result = probe_tokenizer(ctx, objective.tokenizer, args.images)
     for name, accuracy in result["accuracy"].items():
         print(f"{name:>14}: {accuracy:.3f} (chance {result['chance'][name]:.3f})")
