@@ -3,7 +3,7 @@
     python -m training.concept_probe --checkpoint RUN_DIR [--images 3000] [--out probe.json]
 
 Per factor, the held-out accuracy of a linear probe on all concept tokens, on the best single
-token, and on the best single token's first principal component (the one number per concept
+token, and on the best of the tokens' first principal components (the one number per concept
 the metrics see).
 """
 import json
