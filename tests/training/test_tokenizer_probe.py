@@ -2,6 +2,7 @@
 import json
 
 import numpy as np
+import pytest
 import torch
 
 from tests.training.conftest import run_with_output
@@ -25,9 +26,21 @@ def test_discrete_targets_become_one_hot_features():
     assert features.tolist() == [[1, 0, 0, 0, 0, 0, 0, 1], [0, 1, 0, 0, 1, 0, 0, 0]]
 
 
-def test_the_probe_of_a_saved_run_names_every_factor(tiny_world, tmp_path, capsys, one_cpu_thread):
-    run = tmp_path / "run"
-    vct_main(["--config", str(tiny_world["config"]), "--max_steps", "1", "--out", str(run), "--device", "cpu"])
+@pytest.fixture(scope="module")
+def saved_run(tiny_world, tmp_path_factory):
+    """One step of a tiny VCT run, saved; both probes read it."""
+    run = tmp_path_factory.mktemp("probed") / "run"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as one_cpu_thread, which a module fixture cannot use
+    try:
+        vct_main(["--config", str(tiny_world["config"]), "--max_steps", "1", "--out", str(run), "--device", "cpu"])
+    finally:
+        torch.set_num_threads(threads)
+    return run
+
+
+def test_the_probe_of_a_saved_run_names_every_factor(saved_run, tmp_path, capsys, one_cpu_thread):
+    run = saved_run
     code, out, _ = run_with_output(tokenizer_probe.main, ["--checkpoint", str(run), "--images", "32",
                                                           "--out", str(tmp_path / "probe.json")], capsys)
     assert code == 0
@@ -40,10 +53,9 @@ def test_the_probe_of_a_saved_run_names_every_factor(tiny_world, tmp_path, capsy
     assert result["accuracy"]["scale"] == 1.0  # the tiny grid has one scale: trivially read
 
 
-def test_the_concept_probe_of_a_saved_run_reads_all_three_ways(tiny_world, tmp_path, capsys, one_cpu_thread):
+def test_the_concept_probe_of_a_saved_run_reads_all_three_ways(saved_run, tmp_path, capsys, one_cpu_thread):
     from training import concept_probe
-    run = tmp_path / "run"
-    vct_main(["--config", str(tiny_world["config"]), "--max_steps", "1", "--out", str(run), "--device", "cpu"])
+    run = saved_run
     code, out, _ = run_with_output(concept_probe.main, ["--checkpoint", str(run), "--images", "32",
                                                         "--out", str(tmp_path / "concepts.json")], capsys)
     assert code == 0
