@@ -238,31 +238,6 @@ def _check_last_dim(tokens, expected, what):
 
 # ----------------------------------------------------------------------------- encoder
 
-class ConceptCode(nn.Module):
-    """A per-concept linear bottleneck (a recipe option, not in the published encoder): each
-    concept token is projected to ``code_dim`` numbers by its own map and back to a token by
-    its own affine map, so a concept can vary along ``code_dim`` directions only. The
-    disentangling loss cannot stop one token from carrying several factors; a narrow code
-    makes that costly, and the protocol's one-component readout then sees what it carries."""
-
-    def __init__(self, num_concepts, dim, code_dim):
-        super().__init__()
-        self.norm = nn.LayerNorm(dim)
-        self.down = nn.Parameter(torch.randn(num_concepts, dim, code_dim) / math.sqrt(dim))
-        self.up = nn.Parameter(torch.randn(num_concepts, code_dim, dim) / math.sqrt(code_dim))
-        self.bias = nn.Parameter(torch.randn(num_concepts, dim))
-
-    def encode(self, concepts):
-        """(batch, concepts, dim) tokens -> (batch, concepts, code_dim) codes."""
-        return torch.einsum("bcd,cdk->bck", self.norm(concepts), self.down.to(concepts.dtype))
-
-    def decode(self, codes):
-        return torch.einsum("bck,ckd->bcd", codes, self.up.to(codes.dtype)) + self.bias.to(codes.dtype)
-
-    def forward(self, concepts):
-        return self.decode(self.encode(concepts))
-
-
 @gin.configurable
 class VCT_Encoder(nn.Module):
     """Concept tokenizer: ``z_index_dim`` learned concept prototypes cross-attend to the image
@@ -276,16 +251,12 @@ class VCT_Encoder(nn.Module):
     the same gradients in every mode; the default 'auto' recomputes only element-wise work,
     and only in large blocks on CPU; True recomputes whole blocks (the least memory, one more
     forward); False keeps everything.
-
-    ``concept_code_dim`` (not in the published class; default None, the published encoder)
-    passes every concept token through a per-concept bottleneck of that many numbers
-    (``ConceptCode``); the tokens keep their shape, so every decoder and loss is unchanged.
     """
 
     def __init__(self, *, index_num=10, depth=6, dim=256, z_index_dim=10, latent_dim=256,
                  cross_heads=1, latent_heads=6, cross_dim_head=128, latent_dim_head=128,
                  weight_tie_layers=False, ce_loss=False, max_freq=10, num_freq_bands=6,
-                 activation_checkpointing="auto", concept_code_dim=None):
+                 activation_checkpointing="auto"):
         super().__init__()
         self.dim = dim
         self.depth = depth
@@ -302,14 +273,6 @@ class VCT_Encoder(nn.Module):
             self.fc_layer = nn.Linear(dim, index_num)
         self.layers = _attention_blocks(context_dim, latent_heads, latent_dim_head,
                                         max(depth - 1, 0), weight_tie_layers)
-        if concept_code_dim is not None:
-            if isinstance(concept_code_dim, bool) or not (
-                    isinstance(concept_code_dim, int) and 1 <= concept_code_dim <= latent_dim):
-                raise ValueError(f"VCT_Encoder.concept_code_dim = {concept_code_dim!r}: None or an "
-                                 f"integer from 1 to latent_dim ({latent_dim})")
-            self.concept_code = ConceptCode(z_index_dim, latent_dim, concept_code_dim)
-        else:
-            self.concept_code = None
 
     def _inputs(self, data):
         """(image tokens with their position code, the concept prototypes) for ``data``."""
@@ -327,8 +290,6 @@ class VCT_Encoder(nn.Module):
             concepts = _residual(self.cs_layers[i], concepts, ckpt, context=tokens, mask=mask)
             if i != self.depth - 1:
                 tokens = _residual(self.layers[i], tokens, ckpt)
-        if self.concept_code is not None:
-            concepts = self.concept_code(concepts)
         return concepts
 
     def cross_attention_maps(self, data, mask=None):

@@ -170,35 +170,6 @@ def test_gradients_reach_every_parameter():
         assert p.grad is not None and p.grad.abs().sum() > 0, name
 
 
-def test_concept_code_confines_each_concept_to_its_own_subspace():
-    torch.manual_seed(0)
-    kw = dict(z_index_dim=4, depth=2, dim=16, latent_dim=12, cross_dim_head=8, latent_dim_head=8,
-              latent_heads=2)
-    enc = VCT_Encoder(concept_code_dim=2, **kw)
-    z = enc(torch.randn(64, 16, 16)).detach()
-    assert z.shape == (64, 4, 12)
-    for c in range(4):
-        centred = z[:, c] - z[:, c].mean(0)
-        singular = torch.linalg.svdvals(centred)
-        assert singular[1] > 1e-3 * singular[0]            # two directions used ...
-        assert singular[2] < 1e-4 * singular[0]            # ... and no third
-    # the decoded token is the concept's own affine map of its code
-    code = enc.concept_code.encode(torch.randn(3, 4, 12))
-    token = enc.concept_code.decode(code)
-    assert torch.allclose(token[:, 1], code[:, 1] @ enc.concept_code.up[1] + enc.concept_code.bias[1],
-                          atol=1e-6)
-    # the default is the published encoder: no extra parameters
-    assert n_params(VCT_Encoder(**kw)) + 4 * 12 * 2 * 2 + 4 * 12 + 2 * 12 == n_params(enc)
-    assert "concept_code" not in "".join(VCT_Encoder(**kw).state_dict())
-
-
-@pytest.mark.parametrize("bad", [0, 13, 1.5, "2", True])
-def test_concept_code_dim_out_of_range_is_refused(bad):
-    with pytest.raises(ValueError, match="concept_code_dim"):
-        VCT_Encoder(z_index_dim=2, depth=1, dim=8, latent_dim=12, cross_dim_head=4,
-                    latent_dim_head=4, latent_heads=1, concept_code_dim=bad)
-
-
 def test_mlp_layers_batched_forward_equals_per_token_mlps():
     torch.manual_seed(0)
     mlp = MLP_layers(z_dim=12, latent_dim=8, num_latents=5)
