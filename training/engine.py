@@ -325,6 +325,9 @@ class Trainer:
     def _train_step(self, images, indices):
         # Free the last step's gradients before this step's activations are allocated.
         self.optimizer.zero_grad(set_to_none=True)
+        at_step = getattr(self.objective, "at_step", None)
+        if at_step is not None:
+            at_step(self.step)
         loss, logs = self._forward_backward(images, indices)
         self.optimizer.step()
         if self.scheduler is not None:

@@ -41,7 +41,8 @@ class VQVAEObjective(nn.Module):
 
 def loss_options(cfg):
     """The VCTObjective keyword arguments a run config (get_args) sets."""
-    return {"dis_loss": cfg.dis_loss, "swap_min_change": cfg.swap_min_change, "dis_weight": cfg.dis_weight}
+    return {"dis_loss": cfg.dis_loss, "swap_min_change": cfg.swap_min_change, "dis_weight": cfg.dis_weight,
+            "dis_start_step": cfg.dis_start_step}
 
 
 class VCTObjective(nn.Module):
@@ -51,7 +52,7 @@ class VCTObjective(nn.Module):
     are optimised with the encoder and decoder and saved through ``tokenizer.model_state()``."""
 
     def __init__(self, encoder: VCT_Encoder, decoder: VCT_Decoder, tokenizer,
-                 dis_loss=True, swap_min_change=1e-3, dis_weight=1.0):
+                 dis_loss=True, swap_min_change=1e-3, dis_weight=1.0, dis_start_step=0):
         super().__init__()
         self.encoder = encoder
         self.decoder = decoder
@@ -59,6 +60,12 @@ class VCTObjective(nn.Module):
         self.use_dis_loss = dis_loss
         self.dis_weight = dis_weight
         self.swap_min_change = swap_min_change
+        self.dis_start_step = dis_start_step
+        self.step = 0  # the training step being computed (the trainer sets it: at_step)
+
+    def at_step(self, step):
+        """Called by the trainer before each step's forward pass (``step`` counts from 0)."""
+        self.step = step
 
     def forward(self, images, generator=None, indices=None):
         logs = {}
@@ -81,7 +88,7 @@ class VCTObjective(nn.Module):
         logs["im_loss"] = im_loss.detach()
         concepts, decoded = concepts.detach(), map_outputs(torch.Tensor.detach, decoded)
         yield im_loss
-        if self.use_dis_loss:
+        if self.use_dis_loss and self.step >= self.dis_start_step:
             stats = {}
             dis_loss, kept = concept_disentangling_loss(
                 self.encoder, self.decoder, self.tokenizer, concepts, generator, self.swap_min_change,

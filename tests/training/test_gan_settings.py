@@ -114,6 +114,14 @@ def test_without_the_shift_prediction_loss_there_is_nothing_to_train(gan_config,
     assert code == 2 and len(err) == 1 and "shift-prediction" in err[0], err
 
 
+@pytest.mark.parametrize("binding", ["get_args.dis_weight = 2.0", "get_args.dis_start_step = 10"])
+def test_concept_swap_options_are_refused_not_ignored(gan_config, tmp_path, capsys, binding):
+    code, err = run_in_process(entry("gan"), ["--config", gan_config, "--out", tmp_path / "r", "--device", "cpu",
+                                              "--gin_bindings", binding], capsys)
+    assert code == 2 and len(err) == 1, err
+    assert binding.split(" =")[0] in err[0] and "do not apply to the GAN settings" in err[0]
+
+
 def test_a_saved_generator_loads_and_no_gradient_reaches_it(gan_config, tmp_path):
     objective, _ = build_setting("gan", gan_config)
     weights = tmp_path / "g.pt"

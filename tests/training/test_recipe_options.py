@@ -1,11 +1,12 @@
 """The recipe options beyond the published one (each off by default): the learning-rate
-schedule and the disentangling loss's weight."""
+schedule, the disentangling loss's weight and its start step."""
+import json
 import math
 
 import pytest
 import torch
 
-from tests.training.conftest import build_setting
+from tests.training.conftest import build_setting, run_in_process
 from training.config import RunConfig
 from training.errors import UserError
 from training.runner import lr_scheduler
@@ -37,7 +38,8 @@ def test_warm_up_then_cosine_by_hand():
 
 @pytest.mark.parametrize("binding, fragment", [("lr_schedule = 'linear'", "lr_schedule"),
                                                ("lr_warmup_steps = -1", "lr_warmup_steps"),
-                                               ("dis_weight = 0", "dis_weight")])
+                                               ("dis_weight = 0", "dis_weight"),
+                                               ("dis_start_step = -1", "dis_start_step")])
 def test_bad_recipe_values_are_one_line(binding, fragment):
     field, value = (part.strip() for part in binding.split("="))
     with pytest.raises(UserError, match=fragment):
@@ -56,3 +58,31 @@ def test_the_dis_weight_scales_the_disentangling_loss(tiny_world, one_cpu_thread
     (total, im, dis), (total_q, im_q, dis_q) = losses[1.0], losses[0.25]
     assert (im, dis) == pytest.approx((im_q, dis_q))  # same weights, same swaps
     assert total == pytest.approx(im + dis) and total_q == pytest.approx(im + 0.25 * dis)
+
+
+def test_no_disentangling_loss_before_its_start_step(tiny_world, one_cpu_thread):
+    torch.manual_seed(0)
+    objective, ctx = build_setting("vq", tiny_world["config"], ["get_args.dis_start_step = 3"])
+    images = ctx.batches[list(range(8))][0]
+    seen = {}
+    for step in (0, 2, 3, 7):
+        objective.at_step(step)
+        loss, logs = objective(images, torch.Generator().manual_seed(0))
+        seen[step] = (loss.item(), logs["im_loss"].item(), "dis_loss" in logs)
+    for step in (0, 2):  # before: the reconstruction loss alone
+        assert not seen[step][2] and seen[step][0] == pytest.approx(seen[step][1])
+    for step in (3, 7):  # from the start step on: the published loss
+        assert seen[step][2] and seen[step][0] > seen[step][1] + 0.1
+    assert objective.dis_start_step == 3
+
+
+def test_a_run_logs_the_disentangling_loss_from_its_start_step_on(tiny_world, tmp_path, capsys, one_cpu_thread):
+    from training.runner import vct_main
+    code, err = run_in_process(vct_main, ["--config", tiny_world["config"], "--out", tmp_path / "r", "--device", "cpu",
+                                          "--max_steps", 4, "--gin_bindings", "get_args.evaluate_at_end = False", "--gin_bindings",
+                                          "get_args.dis_start_step = 2", "--gin_bindings", "get_args.log_interval = 1"],
+                               capsys)
+    assert code == 0, err
+    rows = [json.loads(line) for line in (tmp_path / "r" / "scalars.jsonl").read_text().splitlines()]
+    logged = {row["step"]: "dis_loss" in row for row in rows if "im_loss" in row}
+    assert logged == {1: False, 2: False, 3: True, 4: True}  # steps 0 and 1 ran without it

@@ -213,6 +213,12 @@ def gan_objective(ctx, gan, kind):
     if not cfg.dis_loss:
         raise UserError("the GAN settings train only the shift-prediction loss: --wo_dis_loss "
                         "(get_args.dis_loss = False) does not apply")
+    swap_options = {"dis_weight": 1.0, "dis_start_step": 0, "swap_min_change": 1e-3}
+    changed = [f"get_args.{name} = {getattr(cfg, name)!r}" for name, default in swap_options.items()
+               if getattr(cfg, name) != default]
+    if changed:
+        raise UserError(f"{', '.join(changed)}: the concept-swap loss's options do not apply to the GAN "
+                        f"settings, which train only the shift-prediction loss")
     if kind == "stylegan2" and gan.train_toy_if_missing and not weights_loaded_later():
         from training.gan_toy import ensure_toy_generator
         ensure_toy_generator(ctx, gan)
