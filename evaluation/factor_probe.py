@@ -13,6 +13,31 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 
 
+class FactorClassifier:
+    """One multinomial logistic regression per factor on standardised features, fitted on the
+    items given (a factor with one value there is predicted as that value)."""
+
+    def __init__(self, features: np.ndarray, factors: np.ndarray, max_iter: int = 300):
+        features = np.asarray(features, dtype=np.float64).reshape(len(features), -1)
+        self.mean, self.std = features.mean(0), features.std(0)
+        self.std[self.std == 0] = 1.0  # constant features carry nothing; keep them finite
+        x = (features - self.mean) / self.std
+        self.models = []
+        for y in np.asarray(factors).T:
+            if len(np.unique(y)) < 2:
+                self.models.append(y[0])
+                continue
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                self.models.append(LogisticRegression(max_iter=max_iter).fit(x, y))
+
+    def predict(self, features: np.ndarray) -> np.ndarray:
+        """(N, F) predicted factor values."""
+        x = (np.asarray(features, dtype=np.float64).reshape(len(features), -1) - self.mean) / self.std
+        return np.stack([np.full(len(x), m) if not hasattr(m, "predict") else m.predict(x)
+                         for m in self.models], axis=1)
+
+
 def factor_probe(features: np.ndarray, factors: np.ndarray, factor_names=None, train_fraction: float = 0.8,
                  seed: int = 0, max_iter: int = 300) -> dict:
     """``features`` (N, D), integer ``factors`` (N, F) -> {"accuracy": {name: held-out
@@ -30,20 +55,11 @@ def factor_probe(features: np.ndarray, factors: np.ndarray, factor_names=None, t
     if not 0 < cut < len(features):
         raise ValueError(f"{len(features)} items are too few to split {train_fraction:.0%} / rest")
     train, test = order[:cut], order[cut:]
-    mean, std = features[train].mean(0), features[train].std(0)
-    std[std == 0] = 1.0  # constant features carry nothing; keep them finite
-    x = (features - mean) / std
+    predicted = FactorClassifier(features[train], factors[train], max_iter).predict(features[test])
     accuracy, chance = {}, {}
     for j, name in enumerate(names):
-        y = factors[:, j]
-        values, counts = np.unique(y[test], return_counts=True)
+        values, counts = np.unique(factors[test, j], return_counts=True)
         chance[name] = float(counts.max() / len(test))
-        if len(np.unique(y[train])) < 2:  # a constant factor: nothing to learn
-            accuracy[name] = float(np.mean(y[test] == y[train][0]))
-            continue
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            model = LogisticRegression(max_iter=max_iter).fit(x[train], y[train])
-        accuracy[name] = float(model.score(x[test], y[test]))
+        accuracy[name] = float(np.mean(predicted[:, j] == factors[test, j]))
     return {"accuracy": accuracy, "chance": chance, "min_accuracy": min(accuracy.values()),
             "num_train": int(len(train)), "num_test": int(len(test))}

@@ -68,3 +68,38 @@ def test_the_concept_probe_of_a_saved_run_reads_all_three_ways(saved_run, tmp_pa
             assert 0.0 <= accuracy <= 1.0 and token in range(-1, 4)  # the tiny config's 4 concepts
         assert name in out
     assert result["all"]["scale"] == 1.0  # one scale in the tiny grid
+
+
+def test_the_swap_probe_of_a_saved_run_labels_every_swap(saved_run, tmp_path, capsys, one_cpu_thread):
+    from training import swap_probe
+    code, out, _ = run_with_output(swap_probe.main, ["--checkpoint", str(saved_run), "--images", "32",
+                                                     "--out", str(tmp_path / "swaps.json")], capsys)
+    assert code == 0
+    result = json.loads((tmp_path / "swaps.json").read_text())
+    names = ["floor_hue", "wall_hue", "object_hue", "scale", "shape", "orientation"]
+    assert result["factor_names"] == names and list(result["decoded_accuracy"]) == names
+    transfer = result["transfer"]
+    assert len(transfer) == 4 and all(len(row) == 6 for row in transfer)  # 4 concepts x 6 factors
+    assert all(row[3] is None for row in transfer)  # one scale in the tiny grid: no pair differs in it
+    assert all(v is None or 0.0 <= v <= 1.0 for row in transfer for v in row)
+    assert result["distinct_factors"] == len(set(result["single_factor_concepts"].values()))
+    assert "distinct factors:" in out and "c3" in out
+
+
+def test_swapped_labels_put_each_concept_of_the_target_in_the_source():
+    """With a decoder that shows concept j's first value as factor j, swapping concept j
+    carries exactly factor j."""
+    from training.swap_probe import swapped_labels
+
+    class Identity:
+        def encode_images(self, images):
+            return images.flatten(1)[:, :3, None]           # 3 concepts of one value each
+
+        def decode_concepts(self, concepts):
+            return concepts[..., 0]                          # "images" = the concept values
+
+    sources, targets = torch.zeros(5, 3), torch.ones(5, 3)
+    src, tgt, swapped = swapped_labels(Identity(), lambda images: images.numpy().round(), sources, targets)
+    assert (src == 0).all() and (tgt == 1).all() and swapped.shape == (3, 5, 3)
+    for j in range(3):
+        assert (swapped[j][:, j] == 1).all() and (np.delete(swapped[j], j, axis=1) == 0).all()
