@@ -101,3 +101,51 @@ def test_the_sample_temperature_reaches_the_detokenising_sample(tiny_world, one_
     objective.tokenizer.detokenize(logits, torch.Generator().manual_seed(0))
     # softmax([0, log 2] / 0.25) = [1/17, 16/17]
     assert seen["codes"].float().mean().item() == pytest.approx(16 / 17, abs=0.015)
+
+
+def small_objective(images, **options):
+    """A VCTObjective over a random VQ-VAE (16 channels, 32 codes) made to tokenize like a
+    trained one, so its swaps re-tokenise differently (the tiny world's 8-code tokenizer
+    hides most of them)."""
+    from models.visual_concept_tokenizor import VCT_Decoder, VCT_Encoder
+    from models.vqvae import VQ_CVAE
+    from training.objectives import VCTObjective
+    from tests.training.reference_step import make_random_vqvae_informative
+    from training.tokenizers.vq import VQTokenizer
+    torch.manual_seed(0)
+    vqvae = VQ_CVAE(d=16, k=32).eval()
+    with torch.no_grad():
+        make_random_vqvae_informative(vqvae, images)
+    widths = dict(depth=2, dim=16, latent_dim=16, cross_dim_head=8, latent_dim_head=8, latent_heads=2)
+    encoder = VCT_Encoder(z_index_dim=4, **widths)
+    decoder = VCT_Decoder(index_num=32, z_index_dim=64, ce_loss=True, **widths)
+    return VCTObjective(encoder, decoder, VQTokenizer(vqvae), **options)
+
+
+def test_the_loss_through_the_decoder_has_the_same_value_and_trains_the_decoder(one_cpu_thread):
+    images = torch.rand(8, 3, 32, 32, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    results = {}
+    for through in (False, True):
+        objective = small_objective(images, dis_through_decoder=through)
+        logs = {}
+        terms = objective.loss_stages(images, torch.Generator().manual_seed(0), logs=logs)
+        next(terms)  # the reconstruction term: not backpropagated here
+        next(terms).backward()
+        assert logs["swaps_unseen"] < 0.5
+        grads = [sum(float(p.grad.abs().sum()) for p in part.parameters() if p.grad is not None)
+                 for part in (objective.decoder, objective.encoder)]
+        results[through] = (logs["dis_loss"].item(), *grads)
+    assert results[True][0] == pytest.approx(results[False][0], abs=1e-5)  # the same swaps and samples
+    assert results[False][1] == 0.0 and results[True][1] > 0.0  # only now does the decoder learn from it
+    assert results[False][2] > 0.0 and results[True][2] > 0.0
+
+
+def test_the_loss_through_the_decoder_is_refused_without_a_differentiable_detokeniser(tiny_world):
+    from training.objectives import VCTObjective
+    objective, _ = build_setting("vq", tiny_world["config"])
+
+    class NoGradientTokenizer(torch.nn.Module):
+        pass
+
+    with pytest.raises(UserError, match="dis_through_decoder = True: the NoGradientTokenizer"):
+        VCTObjective(objective.encoder, objective.decoder, NoGradientTokenizer(), dis_through_decoder=True)
