@@ -32,7 +32,7 @@ def map_outputs(fn, *outputs):
 
 
 def concept_disentangling_loss(encoder, decoder, tokenizer, concepts, generator=None, min_change=1e-3,
-                               decoded=None, stats=None, through_decoder=False):
+                               decoded=None, stats=None):
     """CE(normalised per-concept distance between the re-tokenised original and swapped sets,
     swapped concept index). Returns (loss, number of samples kept).
 
@@ -43,9 +43,6 @@ def concept_disentangling_loss(encoder, decoder, tokenizer, concepts, generator=
     the weights have not changed since. The original and swapped sets go through the
     tokenizer and the encoder as one batch: the same numbers as two passes, for half the calls.
     ``stats``: a dict that receives ``swap_accuracy`` and ``swaps_unseen`` (detached tensors).
-    ``through_decoder`` (not published): detokenise with gradient instead
-    (``tokenizer.detokenize_with_grad`` / ``retokenize_with_grad``), so the decoder learns to
-    make a swap of concept j show as a change of concept j; the same forward values.
     """
     batch, num_concepts, _ = concepts.shape
     if batch < 2:
@@ -60,19 +57,13 @@ def concept_disentangling_loss(encoder, decoder, tokenizer, concepts, generator=
         kept = int(keep.sum())
         if kept == 0:
             return concepts.new_zeros(()), 0
-        if not through_decoder:
-            if decoded is None:
-                both = decoder(torch.cat([original[keep], swapped[keep]]))
-            else:
-                both = map_outputs(lambda org, swap: torch.cat([org.detach()[keep], swap]),
-                                   decoded, decoder(swapped[keep]))
-            images = tokenizer.detokenize(both, generator)
-    if through_decoder:
-        both = decoder(torch.cat([original[keep], swapped[keep]]))
-        tokens = tokenizer.retokenize_with_grad(tokenizer.detokenize_with_grad(both, generator))
-    else:
-        tokens = tokenizer.retokenize(images)
-    retokenised = encoder(tokens)
+        if decoded is None:
+            both = decoder(torch.cat([original[keep], swapped[keep]]))
+        else:
+            both = map_outputs(lambda org, swap: torch.cat([org.detach()[keep], swap]),
+                                decoded, decoder(swapped[keep]))
+        images = tokenizer.detokenize(both, generator)
+    retokenised = encoder(tokenizer.retokenize(images))
     c_org, c_swap = retokenised[:kept], retokenised[kept:]
     raw = at_least_float32(c_org - c_swap).norm(dim=-1)  # (kept, C)
     distance = F.normalize(raw, dim=1)

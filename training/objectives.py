@@ -7,7 +7,6 @@ from torch import nn
 
 from models.visual_concept_tokenizor import VCT_Decoder, VCT_Encoder
 from models.vqvae import VQ_CVAE
-from training.errors import UserError
 from training.losses import map_outputs, concept_disentangling_loss
 
 
@@ -43,7 +42,7 @@ class VQVAEObjective(nn.Module):
 def loss_options(cfg):
     """The VCTObjective keyword arguments a run config (get_args) sets."""
     return {"dis_loss": cfg.dis_loss, "swap_min_change": cfg.swap_min_change, "dis_weight": cfg.dis_weight,
-            "dis_start_step": cfg.dis_start_step, "dis_through_decoder": cfg.dis_through_decoder}
+            "dis_start_step": cfg.dis_start_step}
 
 
 class VCTObjective(nn.Module):
@@ -53,8 +52,7 @@ class VCTObjective(nn.Module):
     are optimised with the encoder and decoder and saved through ``tokenizer.model_state()``."""
 
     def __init__(self, encoder: VCT_Encoder, decoder: VCT_Decoder, tokenizer,
-                 dis_loss=True, swap_min_change=1e-3, dis_weight=1.0, dis_start_step=0,
-                 dis_through_decoder=False):
+                 dis_loss=True, swap_min_change=1e-3, dis_weight=1.0, dis_start_step=0):
         super().__init__()
         self.encoder = encoder
         self.decoder = decoder
@@ -63,10 +61,6 @@ class VCTObjective(nn.Module):
         self.dis_weight = dis_weight
         self.swap_min_change = swap_min_change
         self.dis_start_step = dis_start_step
-        if dis_through_decoder and not hasattr(tokenizer, "detokenize_with_grad"):
-            raise UserError(f"get_args.dis_through_decoder = True: the {type(tokenizer).__name__} has no "
-                            f"differentiable detokenisation")
-        self.dis_through_decoder = dis_through_decoder
         self.step = 0  # the training step being computed (the trainer sets it: at_step)
 
     def at_step(self, step):
@@ -98,7 +92,7 @@ class VCTObjective(nn.Module):
             stats = {}
             dis_loss, kept = concept_disentangling_loss(
                 self.encoder, self.decoder, self.tokenizer, concepts, generator, self.swap_min_change,
-                decoded=decoded, stats=stats, through_decoder=self.dis_through_decoder)
+                decoded=decoded, stats=stats)
             logs.update(stats)
             logs["dis_loss"] = dis_loss.detach()
             logs["swaps_kept"] = torch.tensor(float(kept))

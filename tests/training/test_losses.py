@@ -132,17 +132,3 @@ def test_gradient_flows_only_through_retokenisation():
     assert enc.weight.grad is not None and enc.weight.grad.abs().sum() > 0
     assert dec.weight.grad is None  # detokenising is done without gradient
     assert concepts.grad is None
-
-
-def test_the_straight_through_sample_is_the_hard_sample_with_the_softmax_gradient():
-    from training.tokenizers.vq import gumbel_scores, straight_through_one_hot
-    logits = torch.randn(3, 5, 7, dtype=torch.float64, requires_grad=True)
-    one_hot = straight_through_one_hot(logits, torch.Generator().manual_seed(4), temperature=0.5)
-    index = gumbel_argmax(logits.detach(), torch.Generator().manual_seed(4), temperature=0.5)
-    torch.testing.assert_close(one_hot.detach(), torch.nn.functional.one_hot(index, 7).double())
-    weights = torch.randn(3, 5, 7, dtype=torch.float64)
-    (one_hot * weights).sum().backward()
-    reference = logits.detach().clone().requires_grad_(True)
-    scores = gumbel_scores(reference, torch.Generator().manual_seed(4), temperature=0.5)
-    (scores.softmax(dim=-1) * weights).sum().backward()
-    torch.testing.assert_close(logits.grad, reference.grad)

@@ -40,9 +40,6 @@ class MaskTokenizer(VQTokenizer):
     def detokenize(self, output, generator=None):
         return output.image
 
-    def detokenize_with_grad(self, output, generator=None):
-        return output.image
-
 
 class MaskVCTObjective(VCTObjective):
     """VCTObjective whose ``decoder`` is a MaskDecoder (saved as the VCT decoder,

@@ -31,32 +31,17 @@ from training.setting import Evaluation, build_derived
 from training.visualize import reconstruction_grid, swap_grid
 
 
-def gumbel_scores(logits, generator=None, temperature=1.0):
-    """logits / temperature + Gumbel noise (float32 or wider): their argmax is a sample from
-    softmax(logits / temperature)."""
-    logits = at_least_float32(logits)
+def gumbel_argmax(logits, generator=None, temperature=1.0):
+    """Index of a sample from softmax(logits / temperature): argmax(logits / temperature +
+    Gumbel noise). At temperature 1 it is the published hard Gumbel-softmax sample (whose own
+    temperature does not change a hard sample's value; no gradient is taken here); below 1 the
+    sample is closer to the argmax."""
     if temperature != 1.0:
-        logits = logits / temperature
+        logits = logits.float() / temperature
     uniform = torch.rand(logits.shape, generator=generator, device=logits.device, dtype=torch.float32)
     exponential = -torch.log(uniform.clamp_(min=1e-20))
     gumbel = -torch.log(exponential.clamp_(min=1e-20))
-    return logits + gumbel.to(logits.dtype)
-
-
-def gumbel_argmax(logits, generator=None, temperature=1.0):
-    """Index of a sample from softmax(logits / temperature). At temperature 1 it is the
-    published hard Gumbel-softmax sample (whose own temperature does not change a hard sample's
-    value; no gradient is taken here); below 1 the sample is closer to the argmax."""
-    return gumbel_scores(logits, generator, temperature).argmax(dim=-1)
-
-
-def straight_through_one_hot(logits, generator=None, temperature=1.0):
-    """The same sample as ``gumbel_argmax`` (same generator draws) as a one-hot (..., k) whose
-    gradient is that of softmax(scores): the hard Gumbel-softmax with tau = 1 on the scores."""
-    scores = gumbel_scores(logits, generator, temperature)
-    soft = scores.softmax(dim=-1)
-    hard = F.one_hot(scores.argmax(dim=-1), scores.shape[-1]).to(soft.dtype)
-    return hard + (soft - soft.detach())
+    return (logits.float() + gumbel).argmax(dim=-1)
 
 
 class VQTokenizer(nn.Module):
@@ -96,19 +81,6 @@ class VQTokenizer(nn.Module):
         """Decoder logits (B, N, k) -> images, through a hard Gumbel sample of the codes."""
         codes = gumbel_argmax(logits, generator, self.sample_temperature)
         return self.codes_to_images(codes)
-
-    @full_precision
-    def detokenize_with_grad(self, logits, generator=None):
-        """``detokenize``'s images, differentiable in ``logits`` (a straight-through sample;
-        the frozen VQ-VAE passes the gradient on): the decoder learns from the swap too."""
-        one_hot = straight_through_one_hot(logits, generator, self.sample_temperature)
-        tokens = one_hot @ self.vqvae.emb.weight.t().to(one_hot.dtype)  # (B, N, d)
-        return self.vqvae.decode_tokens(tokens)
-
-    @full_precision
-    def retokenize_with_grad(self, images):
-        """``retokenize``'s tokens, differentiable in ``images`` (straight-through quantisation)."""
-        return self.vqvae.tokenize(images)[0]
 
     @torch.no_grad()
     def codes_to_images(self, codes):
