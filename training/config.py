@@ -46,7 +46,6 @@ class RunConfig:
     swap_min_change: float = 1e-3         # drop swaps whose concept moved by <= this L2 norm
     dis_weight: float = 1.0               # weight of the disentangling loss (published 1)
     dis_start_step: int = 0               # no disentangling loss before this step (published 0)
-    dis_sample_temperature: float = 1.0   # its detokenising code sample: softmax(logits / this) (published 1)
     lr_schedule: str = "constant"         # 'constant' (published) or 'cosine' (decay to 0 at the end)
     lr_warmup_steps: int = 0              # linear warm-up from lr / steps (published: none)
     # CLIP tokenizer (main_vct_clip.py; main_vct.py ignores these)
@@ -100,7 +99,6 @@ class RunConfig:
                  ("lr_schedule", self.lr_schedule in LR_SCHEDULES, f"one of {', '.join(LR_SCHEDULES)}"),
                  ("lr_warmup_steps", integer(self.lr_warmup_steps, 0), "a whole number >= 0"),
                  ("dis_start_step", integer(self.dis_start_step, 0), "a whole number >= 0"),
-                 ("dis_sample_temperature", positive_number(self.dis_sample_temperature), "a finite number > 0"),
                  ("dis_loss", isinstance(self.dis_loss, bool), "True or False"),
                  ("evaluate_at_end", isinstance(self.evaluate_at_end, bool), "True or False"),
                  ("train_vqvae_if_missing", isinstance(self.train_vqvae_if_missing, bool), "True or False")]

@@ -164,10 +164,3 @@ def test_bad_heldout_masks_are_one_clear_line(scene_world, tmp_path, capsys, dam
                                            f"get_args.data_dir = '{data}'"], capsys)
     assert code == 2 and len(err) == 1 and err[0].startswith("error: ")
     assert all(text in err[0] for text in expected), err[0]
-
-
-def test_a_code_sample_temperature_is_refused_by_the_mask_setting(scene_world, tmp_path, capsys):
-    code, err = run_in_process(mask_main, ["--config", scene_world["config"], "--max_steps", 1, "--device", "cpu",
-                                           "--out", tmp_path / "run", "--gin_bindings",
-                                           "get_args.dis_sample_temperature = 0.5"], capsys)
-    assert code == 2 and len(err) == 1 and "get_args.dis_sample_temperature = 0.5" in err[0], err

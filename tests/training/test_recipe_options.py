@@ -86,18 +86,3 @@ def test_a_run_logs_the_disentangling_loss_from_its_start_step_on(tiny_world, tm
     rows = [json.loads(line) for line in (tmp_path / "r" / "scalars.jsonl").read_text().splitlines()]
     logged = {row["step"]: "dis_loss" in row for row in rows if "im_loss" in row}
     assert logged == {1: False, 2: False, 3: True, 4: True}  # steps 0 and 1 ran without it
-
-
-def test_the_sample_temperature_reaches_the_detokenising_sample(tiny_world, one_cpu_thread):
-    objective, _ = build_setting("vq", tiny_world["config"], ["get_args.dis_sample_temperature = 0.25"])
-    logits = torch.tensor([[[0.0, math.log(2.0)]]]).expand(4000, 1, 2)
-    seen = {}
-
-    def record(codes):
-        seen["codes"] = codes
-        return torch.zeros(codes.shape[0], 3, 4, 4)
-
-    objective.tokenizer.codes_to_images = record
-    objective.tokenizer.detokenize(logits, torch.Generator().manual_seed(0))
-    # softmax([0, log 2] / 0.25) = [1/17, 16/17]
-    assert seen["codes"].float().mean().item() == pytest.approx(16 / 17, abs=0.015)

@@ -1,6 +1,5 @@
 """The scene-decomposition setting (main_vct_mask.py); its mask decoder tokenizer, objective
 and held-out scenes: training/tokenizers/mask.py."""
-from training.errors import UserError
 from training.setting import Setting, register_setting
 
 
@@ -20,9 +19,6 @@ class MaskSetting(Setting):
         from training.tokenizers.mask import MaskTokenizer, MaskVCTObjective, checked_heldout_scenes, mask_decoder
         from training.tokenizers.vq import concept_encoder, vq_tokenizer
         cfg = ctx.cfg
-        if cfg.dis_sample_temperature != 1.0:
-            raise UserError(f"get_args.dis_sample_temperature = {cfg.dis_sample_temperature!r}: the mask "
-                            f"setting detokenises through its decoder's image, with no code sample")
         self.scenes, self.split = checked_heldout_scenes(ctx)
         tokenizer = MaskTokenizer(vq_tokenizer(ctx).vqvae)
         encoder = concept_encoder(cfg.concepts_num, "get_args.concepts_num", tokenizer.token_dim, "get_args.hidden")

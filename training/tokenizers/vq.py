@@ -31,13 +31,9 @@ from training.setting import Evaluation, build_derived
 from training.visualize import reconstruction_grid, swap_grid
 
 
-def gumbel_argmax(logits, generator=None, temperature=1.0):
-    """Index of a sample from softmax(logits / temperature): argmax(logits / temperature +
-    Gumbel noise). At temperature 1 it is the published hard Gumbel-softmax sample (whose own
-    temperature does not change a hard sample's value; no gradient is taken here); below 1 the
-    sample is closer to the argmax."""
-    if temperature != 1.0:
-        logits = logits.float() / temperature
+def gumbel_argmax(logits, generator=None):
+    """Index of a hard Gumbel-softmax sample: argmax(logits + Gumbel noise). (The temperature
+    does not change a hard sample's value, and no gradient is taken here.)"""
     uniform = torch.rand(logits.shape, generator=generator, device=logits.device, dtype=torch.float32)
     exponential = -torch.log(uniform.clamp_(min=1e-20))
     gumbel = -torch.log(exponential.clamp_(min=1e-20))
@@ -46,13 +42,10 @@ def gumbel_argmax(logits, generator=None, temperature=1.0):
 
 class VQTokenizer(nn.Module):
     """A frozen, eval-mode VQ_CVAE: image tokens are the quantised encoder vectors (B, N, d) and
-    the reconstruction targets are their code indices (B, N). ``sample_temperature``: the
-    disentangling loss detokenises a sample of the codes from softmax(logits / this) (published
-    1; a recipe option, ``get_args.dis_sample_temperature``)."""
+    the reconstruction targets are their code indices (B, N)."""
 
-    def __init__(self, vqvae, sample_temperature=1.0):
+    def __init__(self, vqvae):
         super().__init__()
-        self.sample_temperature = sample_temperature
         self.vqvae = vqvae.eval()
         self.vqvae.requires_grad_(False)
 
@@ -79,7 +72,7 @@ class VQTokenizer(nn.Module):
     @full_precision
     def detokenize(self, logits, generator=None):
         """Decoder logits (B, N, k) -> images, through a hard Gumbel sample of the codes."""
-        codes = gumbel_argmax(logits, generator, self.sample_temperature)
+        codes = gumbel_argmax(logits, generator)
         return self.codes_to_images(codes)
 
     @torch.no_grad()
@@ -150,10 +143,8 @@ def vq_tokenizer(ctx):
         raise UserError(f"get_args.shape_num = {cfg.shape_num}, but {height}x{width} images give "
                         f"{tokens} VQ-VAE tokens")
     if weights_loaded_later():
-        vqvae = VQ_CVAE(d=cfg.hidden, k=cfg.k, num_channels=channels).to(ctx.device)
-    else:
-        vqvae = load_vqvae(cfg.vqvae_path, cfg.hidden, cfg.k, channels, ctx.device)
-    return VQTokenizer(vqvae, cfg.dis_sample_temperature)
+        return VQTokenizer(VQ_CVAE(d=cfg.hidden, k=cfg.k, num_channels=channels).to(ctx.device))
+    return VQTokenizer(load_vqvae(cfg.vqvae_path, cfg.hidden, cfg.k, channels, ctx.device))
 
 
 def concept_encoder(concepts, concepts_knob, token_dim, token_knob):
