@@ -6,13 +6,12 @@ Per factor, the held-out accuracy of a linear probe on all concept tokens, on th
 token, and on the best of the tokens' first principal components (the one number per concept
 the metrics see).
 """
-import json
 import sys
 
 import torch
 
 from evaluation.concept_probe import concept_probe
-from training.tokenizer_probe import load_probed_run, probe_features
+from training.tokenizer_probe import load_probed_run, probe_features, write_result
 
 
 def main(argv=None):
@@ -29,10 +28,7 @@ def main(argv=None):
     for name, accuracy in result["all"].items():
         (token_acc, token), (pc_acc, pc) = result["best_token"][name], result["best_component"][name]
         print(f"{name:>14}  {accuracy:10.3f}  {token_acc:8.3f} (c{token})  {pc_acc:8.3f} (c{pc})  {result['chance'][name]:.3f}")
-    if args.out:
-        with open(args.out, "w") as file:
-            json.dump(result, file, indent=2)
-    return 0
+    return write_result(args, result)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ source as its true factor); and the concepts that carry exactly one factor (at
 least half the pairs) and leave every other alone (under a fifth), with the number of distinct
 factors they cover: the swap grid's "concepts that each change one attribute".
 """
-import json
 import sys
 
 import numpy as np
@@ -19,7 +18,7 @@ import torch
 
 from evaluation.factor_probe import FactorClassifier
 from evaluation.swap_effects import swap_effects
-from training.tokenizer_probe import load_probed_run, probe_features, token_features
+from training.tokenizer_probe import load_probed_run, probe_features, token_features, write_result
 
 
 def images_at(ctx, indices):
@@ -75,10 +74,7 @@ def main(argv=None):
     covered = sorted(set(result["single_factor_concepts"].values()))
     print(f"concepts that each carry one factor: {len(result['single_factor_concepts'])}; distinct factors: "
           f"{result['distinct_factors']} of {len(names)} ({', '.join(covered) or 'none'})")
-    if args.out:
-        with open(args.out, "w") as file:
-            json.dump(result, file, indent=2)
-    return 0
+    return write_result(args, result)
 
 
 if __name__ == "__main__":

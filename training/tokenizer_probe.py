@@ -66,15 +66,20 @@ def load_probed_run(prog, description, default_images, argv):
     return args, ctx, objective
 
 
+def write_result(args, result):
+    """The probe CLIs' ending: ``result`` as JSON to ``--out`` when given; exit status 0."""
+    if args.out:
+        with open(args.out, "w") as file:
+            json.dump(result, file, indent=2)
+    return 0
+
+
 def main(argv=None):
     args, ctx, objective = load_probed_run("python -m training.tokenizer_probe", __doc__, 4000, argv)
     result = probe_tokenizer(ctx, objective.tokenizer, args.images)
     for name, accuracy in result["accuracy"].items():
         print(f"{name:>14}: {accuracy:.3f} (chance {result['chance'][name]:.3f})")
-    if args.out:
-        with open(args.out, "w") as file:
-            json.dump(result, file, indent=2)
-    return 0
+    return write_result(args, result)
 
 
 if __name__ == "__main__":
