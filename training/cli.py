@@ -81,7 +81,7 @@ def load_gin(config_files=(), bindings=(), config_text=None, trusted=True):
         if config_text is not None:
             gin.parse_config(config_text)
         gin.parse_config_files_and_bindings([str(p) for p in config_files], list(bindings))
-    except (ValueError, KeyError, SyntaxError, IOError, tokenize.TokenError) as err:
+    except (ValueError, KeyError, SyntaxError, IOError, ImportError, tokenize.TokenError) as err:
         raise UserError(f"bad gin configuration: {first_line(err)}") from None
     finally:
         logging.getLogger().removeFilter(quiet)
