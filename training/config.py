@@ -46,6 +46,7 @@ class RunConfig:
     swap_min_change: float = 1e-3         # drop swaps whose concept moved by <= this L2 norm
     dis_weight: float = 1.0               # weight of the disentangling loss (published 1)
     dis_start_step: int = 0               # no disentangling loss before this step (published 0)
+    dis_soft_retokens: bool = False       # it re-tokenises to unquantised VQ-VAE vectors (published: quantised)
     lr_schedule: str = "constant"         # 'constant' (published) or 'cosine' (decay to 0 at the end)
     lr_warmup_steps: int = 0              # linear warm-up from lr / steps (published: none)
     # CLIP tokenizer (main_vct_clip.py; main_vct.py ignores these)
@@ -100,6 +101,7 @@ class RunConfig:
                  ("lr_warmup_steps", integer(self.lr_warmup_steps, 0), "a whole number >= 0"),
                  ("dis_start_step", integer(self.dis_start_step, 0), "a whole number >= 0"),
                  ("dis_loss", isinstance(self.dis_loss, bool), "True or False"),
+                 ("dis_soft_retokens", isinstance(self.dis_soft_retokens, bool), "True or False"),
                  ("evaluate_at_end", isinstance(self.evaluate_at_end, bool), "True or False"),
                  ("train_vqvae_if_missing", isinstance(self.train_vqvae_if_missing, bool), "True or False")]
         problems = [(name, why) for name, ok, why in rules if not ok]

@@ -229,6 +229,12 @@ def test_missing_weights_file_is_one_clear_line(clip_world, capsys, tmp_path):
     assert f"save it as {missing}" in err[0]
 
 
+def test_soft_retokens_are_refused_as_clip_re_tokenises_through_clip(clip_world, capsys, tmp_path):
+    code, err = run_clip_in_process(["--config", str(clip_world["clip_config"]), "--out", str(tmp_path / "r"),
+                                     "--gin_bindings", "get_args.dis_soft_retokens = True"], capsys)
+    assert code == 2 and len(err) == 1 and "get_args.dis_soft_retokens = True" in err[0], err
+
+
 def test_clip_script_offers_concepts_num_clip_not_concepts_num(clip_world, capsys, tmp_path):
     code, err = run_clip_in_process(["--config", str(clip_world["clip_config"]), "--out", str(tmp_path / "r"),
                                      "--concepts_num", "5"], capsys)

@@ -114,7 +114,8 @@ def test_without_the_shift_prediction_loss_there_is_nothing_to_train(gan_config,
     assert code == 2 and len(err) == 1 and "shift-prediction" in err[0], err
 
 
-@pytest.mark.parametrize("binding", ["get_args.dis_weight = 2.0", "get_args.dis_start_step = 10"])
+@pytest.mark.parametrize("binding", ["get_args.dis_weight = 2.0", "get_args.dis_start_step = 10",
+                                     "get_args.dis_soft_retokens = True"])
 def test_concept_swap_options_are_refused_not_ignored(gan_config, tmp_path, capsys, binding):
     code, err = run_in_process(entry("gan"), ["--config", gan_config, "--out", tmp_path / "r", "--device", "cpu",
                                               "--gin_bindings", binding], capsys)

@@ -164,3 +164,14 @@ def test_bad_heldout_masks_are_one_clear_line(scene_world, tmp_path, capsys, dam
                                            f"get_args.data_dir = '{data}'"], capsys)
     assert code == 2 and len(err) == 1 and err[0].startswith("error: ")
     assert all(text in err[0] for text in expected), err[0]
+
+
+def test_soft_retokens_leave_the_mask_settings_input_tokens_quantised(scene_world):
+    objective, data, _ = tiny_mask_objective(scene_world, "get_args.dis_soft_retokens = True")
+    images = SceneBatches(data)[np.arange(4)][0]
+    tokens, targets = objective.tokenizer.tokenize(images)
+    quantised, _ = objective.tokenizer.vqvae.tokenize(images)
+    torch.testing.assert_close(tokens, quantised)
+    torch.testing.assert_close(targets, images)
+    soft = objective.tokenizer.retokenize(images)
+    assert soft.shape == quantised.shape and not torch.allclose(soft, quantised)

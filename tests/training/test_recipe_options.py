@@ -86,3 +86,22 @@ def test_a_run_logs_the_disentangling_loss_from_its_start_step_on(tiny_world, tm
     rows = [json.loads(line) for line in (tmp_path / "r" / "scalars.jsonl").read_text().splitlines()]
     logged = {row["step"]: "dis_loss" in row for row in rows if "im_loss" in row}
     assert logged == {1: False, 2: False, 3: True, 4: True}  # steps 0 and 1 ran without it
+
+
+def test_soft_retokens_are_the_unquantised_encoder_vectors(tiny_world, one_cpu_thread):
+    objective, ctx = build_setting("vq", tiny_world["config"], ["get_args.dis_soft_retokens = True"])
+    tokenizer = objective.tokenizer
+    images = ctx.batches[list(range(4))][0]
+    soft = tokenizer.retokenize(images)
+    with torch.no_grad():
+        z_e = tokenizer.vqvae.encode(images)
+        quantised, codes = tokenizer.vqvae.tokenize(images)
+    assert soft.shape == quantised.shape
+    torch.testing.assert_close(soft, z_e.flatten(2).transpose(1, 2))
+    assert not torch.allclose(soft, quantised)
+    # the training tokens and targets stay the quantised ones
+    tokens, targets = tokenizer.tokenize(images)
+    torch.testing.assert_close(tokens, quantised)
+    assert torch.equal(targets, codes)
+    published, _ = build_setting("vq", tiny_world["config"])
+    torch.testing.assert_close(published.tokenizer.retokenize(images), quantised)

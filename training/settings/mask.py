@@ -20,7 +20,8 @@ class MaskSetting(Setting):
         from training.tokenizers.vq import concept_encoder, vq_tokenizer
         cfg = ctx.cfg
         self.scenes, self.split = checked_heldout_scenes(ctx)
-        tokenizer = MaskTokenizer(vq_tokenizer(ctx).vqvae)
+        vq = vq_tokenizer(ctx)
+        tokenizer = MaskTokenizer(vq.vqvae, vq.soft_retokens)
         encoder = concept_encoder(cfg.concepts_num, "get_args.concepts_num", tokenizer.token_dim, "get_args.hidden")
         return MaskVCTObjective(encoder, mask_decoder(ctx, encoder), tokenizer, **loss_options(cfg))
 

@@ -104,6 +104,9 @@ def clip_tokenizer(ctx):
     if side * side != cfg.clip_tokens:
         raise UserError(f"get_args.clip_tokens = {cfg.clip_tokens}: VCT_Encoder needs a square number of "
                         f"image tokens (published: 36, a 6x6 grid)")
+    if cfg.dis_soft_retokens:
+        raise UserError("get_args.dis_soft_retokens = True: the CLIP setting re-tokenises through CLIP, "
+                        "not the VQ-VAE")
     vq = vq_tokenizer(ctx)
     # For a bundle: a random tower of the same architecture, whose weights (and mean/std) the
     # bundle replaces; features cached under its random digest would be misfiled, so no cache.

@@ -213,7 +213,7 @@ def gan_objective(ctx, gan, kind):
     if not cfg.dis_loss:
         raise UserError("the GAN settings train only the shift-prediction loss: --wo_dis_loss "
                         "(get_args.dis_loss = False) does not apply")
-    swap_options = {"dis_weight": 1.0, "dis_start_step": 0, "swap_min_change": 1e-3}
+    swap_options = {"dis_weight": 1.0, "dis_start_step": 0, "swap_min_change": 1e-3, "dis_soft_retokens": False}
     changed = [f"get_args.{name} = {getattr(cfg, name)!r}" for name, default in swap_options.items()
                if getattr(cfg, name) != default]
     if changed:

@@ -31,7 +31,7 @@ class MaskTokenizer(VQTokenizer):
     decoder output (a MaskOutput) is detokenised to its composite image."""
 
     def tokenize(self, images, indices=None):
-        return self.retokenize(images), images
+        return VQTokenizer.tokenize(self, images)[0], images  # the quantised tokens, as published
 
     def reconstruction_loss(self, output, images):
         return F.mse_loss(at_least_float32(output.image), at_least_float32(images))

@@ -42,10 +42,14 @@ def gumbel_argmax(logits, generator=None):
 
 class VQTokenizer(nn.Module):
     """A frozen, eval-mode VQ_CVAE: image tokens are the quantised encoder vectors (B, N, d) and
-    the reconstruction targets are their code indices (B, N)."""
+    the reconstruction targets are their code indices (B, N). ``soft_retokens`` (a recipe
+    option, ``get_args.dis_soft_retokens``; published False): the disentangling loss re-tokenises
+    detokenised images to the encoder's unquantised vectors, so that a swap whose images
+    quantise to the same codes still moves the re-encoded concepts."""
 
-    def __init__(self, vqvae):
+    def __init__(self, vqvae, soft_retokens=False):
         super().__init__()
+        self.soft_retokens = soft_retokens
         self.vqvae = vqvae.eval()
         self.vqvae.requires_grad_(False)
 
@@ -84,6 +88,8 @@ class VQTokenizer(nn.Module):
     @torch.no_grad()
     @full_precision
     def retokenize(self, images):
+        if self.soft_retokens:
+            return self.vqvae.encode(images).flatten(2).transpose(1, 2)  # (B, N, d), unquantised
         return self.vqvae.tokenize(images)[0]
 
     def model_state(self):
@@ -143,8 +149,10 @@ def vq_tokenizer(ctx):
         raise UserError(f"get_args.shape_num = {cfg.shape_num}, but {height}x{width} images give "
                         f"{tokens} VQ-VAE tokens")
     if weights_loaded_later():
-        return VQTokenizer(VQ_CVAE(d=cfg.hidden, k=cfg.k, num_channels=channels).to(ctx.device))
-    return VQTokenizer(load_vqvae(cfg.vqvae_path, cfg.hidden, cfg.k, channels, ctx.device))
+        vqvae = VQ_CVAE(d=cfg.hidden, k=cfg.k, num_channels=channels).to(ctx.device)
+    else:
+        vqvae = load_vqvae(cfg.vqvae_path, cfg.hidden, cfg.k, channels, ctx.device)
+    return VQTokenizer(vqvae, cfg.dis_soft_retokens)
 
 
 def concept_encoder(concepts, concepts_knob, token_dim, token_knob):
