@@ -94,6 +94,9 @@ def make_trainer(setting, ctx, objective, precision, dist):
     cfg = ctx.cfg
     epoch_steps = steps_per_epoch(len(ctx.batches), cfg.batch_size, dist.world_size)
     total = cfg.max_steps if cfg.max_steps is not None else cfg.num_epochs * epoch_steps
+    if cfg.dis_loss and cfg.dis_start_step >= total:
+        raise UserError(f"get_args.dis_start_step = {cfg.dis_start_step} is not before the run's last step "
+                        f"({total}): the disentangling loss would never run (--wo_dis_loss says that)")
     optimizer = torch.optim.Adam(objective.trainable_parameters(), lr=cfg.lr)
     scheduler = lr_scheduler(optimizer, cfg.lr_schedule, cfg.lr_warmup_steps, total)
     settings = LoopSettings(total_steps=total, log_interval=cfg.log_interval, save_interval=cfg.save_interval,

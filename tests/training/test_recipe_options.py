@@ -105,3 +105,12 @@ def test_soft_retokens_are_the_unquantised_encoder_vectors(tiny_world, one_cpu_t
     assert torch.equal(targets, codes)
     published, _ = build_setting("vq", tiny_world["config"])
     torch.testing.assert_close(published.tokenizer.retokenize(images), quantised)
+
+
+def test_a_start_step_at_or_after_the_last_step_is_refused(tiny_world, tmp_path, capsys, one_cpu_thread):
+    from training.runner import vct_main
+    code, err = run_in_process(vct_main, ["--config", tiny_world["config"], "--out", tmp_path / "r", "--device", "cpu",
+                                          "--max_steps", 4, "--gin_bindings", "get_args.dis_start_step = 4"], capsys)
+    assert code == 2 and len(err) == 1, err
+    assert "get_args.dis_start_step = 4" in err[0] and "(4)" in err[0] and "--wo_dis_loss" in err[0]
+    assert not (tmp_path / "r" / "checkpoints").exists()  # refused before anything was trained
