@@ -4,6 +4,7 @@ trained with the shift-prediction loss) and the traversal grid.
 
 No dataset images are used: every step generates its own pairs. (The runner still reads a
 batch of the configured dataset per step; only its size and device are used here.)"""
+import dataclasses
 from pathlib import Path
 
 import torch
@@ -207,15 +208,19 @@ class GANObjective(nn.Module):
         return self.source.render(latent + alphas[:, None] * direction[None], fixed_noise=True)
 
 
+# get_args fields of the concept-swap loss only (their defaults are RunConfig's)
+SWAP_LOSS_OPTIONS = ("dis_weight", "dis_start_step", "swap_min_change", "dis_soft_retokens")
+
+
 def gan_objective(ctx, gan, kind):
     """The GANObjective of the run: ``kind`` 'stylegan2' or 'biggan', knobs ``gan`` (gan_args)."""
     cfg = ctx.cfg
     if not cfg.dis_loss:
         raise UserError("the GAN settings train only the shift-prediction loss: --wo_dis_loss "
                         "(get_args.dis_loss = False) does not apply")
-    swap_options = {"dis_weight": 1.0, "dis_start_step": 0, "swap_min_change": 1e-3, "dis_soft_retokens": False}
-    changed = [f"get_args.{name} = {getattr(cfg, name)!r}" for name, default in swap_options.items()
-               if getattr(cfg, name) != default]
+    defaults = {field.name: field.default for field in dataclasses.fields(cfg)}
+    changed = [f"get_args.{name} = {getattr(cfg, name)!r}" for name in SWAP_LOSS_OPTIONS
+               if getattr(cfg, name) != defaults[name]]
     if changed:
         raise UserError(f"{', '.join(changed)}: the concept-swap loss's options do not apply to the GAN "
                         f"settings, which train only the shift-prediction loss")
