@@ -39,12 +39,16 @@ def saved_run(tiny_world, tmp_path_factory):
     return run
 
 
-def test_the_probe_of_a_saved_run_names_every_factor(saved_run, tmp_path, capsys, one_cpu_thread):
-    run = saved_run
-    code, out, _ = run_with_output(tokenizer_probe.main, ["--checkpoint", str(run), "--images", "32",
-                                                          "--out", str(tmp_path / "probe.json")], capsys)
+def run_probe(main, run, tmp_path, capsys):
+    """(the JSON result, stdout) of a probe CLI ``main`` on ``run`` with 32 images."""
+    code, out, _ = run_with_output(main, ["--checkpoint", str(run), "--images", "32",
+                                          "--out", str(tmp_path / "result.json")], capsys)
     assert code == 0
-    result = json.loads((tmp_path / "probe.json").read_text())
+    return json.loads((tmp_path / "result.json").read_text()), out
+
+
+def test_the_probe_of_a_saved_run_names_every_factor(saved_run, tmp_path, capsys, one_cpu_thread):
+    result, out = run_probe(tokenizer_probe.main, saved_run, tmp_path, capsys)
     names = ("floor_hue", "wall_hue", "object_hue", "scale", "shape", "orientation")
     assert tuple(result["accuracy"]) == names
     assert all(f"{name}:" in out for name in names)
@@ -55,11 +59,7 @@ def test_the_probe_of_a_saved_run_names_every_factor(saved_run, tmp_path, capsys
 
 def test_the_concept_probe_of_a_saved_run_reads_all_three_ways(saved_run, tmp_path, capsys, one_cpu_thread):
     from training import concept_probe
-    run = saved_run
-    code, out, _ = run_with_output(concept_probe.main, ["--checkpoint", str(run), "--images", "32",
-                                                        "--out", str(tmp_path / "concepts.json")], capsys)
-    assert code == 0
-    result = json.loads((tmp_path / "concepts.json").read_text())
+    result, out = run_probe(concept_probe.main, saved_run, tmp_path, capsys)
     names = ["floor_hue", "wall_hue", "object_hue", "scale", "shape", "orientation"]
     assert list(result["all"]) == names
     for name in names:
@@ -72,10 +72,7 @@ def test_the_concept_probe_of_a_saved_run_reads_all_three_ways(saved_run, tmp_pa
 
 def test_the_swap_probe_of_a_saved_run_labels_every_swap(saved_run, tmp_path, capsys, one_cpu_thread):
     from training import swap_probe
-    code, out, _ = run_with_output(swap_probe.main, ["--checkpoint", str(saved_run), "--images", "32",
-                                                     "--out", str(tmp_path / "swaps.json")], capsys)
-    assert code == 0
-    result = json.loads((tmp_path / "swaps.json").read_text())
+    result, out = run_probe(swap_probe.main, saved_run, tmp_path, capsys)
     names = ["floor_hue", "wall_hue", "object_hue", "scale", "shape", "orientation"]
     assert result["factor_names"] == names and list(result["decoded_accuracy"]) == names
     transfer = result["transfer"]
