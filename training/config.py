@@ -18,7 +18,6 @@ RESIDENT_MODES = ("auto", "ram", "device", "off")
 RESIDENT_DEFAULT, RESIDENT_FRACTION_DEFAULT = "auto", 0.25  # also the trainers' defaults
 
 LR_SCHEDULES = ("constant", "cosine")
-DIS_DISTANCES = ("published", "standardised")  # training/losses.concept_distances
 
 
 @gin.configurable("get_args")
@@ -48,7 +47,6 @@ class RunConfig:
     dis_weight: float = 1.0               # weight of the disentangling loss (published 1)
     dis_start_step: int = 0               # no disentangling loss before this step (published 0)
     dis_soft_retokens: bool = False       # it re-tokenises to unquantised VQ-VAE vectors (published: quantised)
-    dis_distance: str = "published"       # per-concept distance: 'published' (L2) or 'standardised'
     lr_schedule: str = "constant"         # 'constant' (published) or 'cosine' (decay to 0 at the end)
     lr_warmup_steps: int = 0              # linear warm-up from lr / steps (published: none)
     # CLIP tokenizer (main_vct_clip.py; main_vct.py ignores these)
@@ -104,7 +102,6 @@ class RunConfig:
                  ("dis_start_step", integer(self.dis_start_step, 0), "a whole number >= 0"),
                  ("dis_loss", isinstance(self.dis_loss, bool), "True or False"),
                  ("dis_soft_retokens", isinstance(self.dis_soft_retokens, bool), "True or False"),
-                 ("dis_distance", self.dis_distance in DIS_DISTANCES, f"one of {', '.join(DIS_DISTANCES)}"),
                  ("evaluate_at_end", isinstance(self.evaluate_at_end, bool), "True or False"),
                  ("train_vqvae_if_missing", isinstance(self.train_vqvae_if_missing, bool), "True or False")]
         problems = [(name, why) for name, ok, why in rules if not ok]

@@ -31,21 +31,8 @@ def map_outputs(fn, *outputs):
     return type(first)(*fields) if hasattr(first, "_fields") else type(first)(fields)
 
 
-def concept_distances(c_org, c_swap, kind="published"):
-    """Per-concept distance (kept, C) between the re-tokenised original and swapped sets.
-    'published': the L2 norm. 'standardised' (a recipe option): each concept's norm divided by
-    that concept's spread over the original batch (detached), so a concept that varies little
-    can still win the argmax when it is the one swapped, and no concept wins by being large."""
-    raw = at_least_float32(c_org - c_swap).norm(dim=-1)
-    if kind == "standardised":
-        centred = at_least_float32(c_org.detach()) - c_org.detach().mean(dim=0, keepdim=True)
-        spread = centred.pow(2).sum(dim=-1).mean(dim=0).sqrt()  # (C,)
-        raw = raw / spread.clamp(min=1e-6)
-    return raw
-
-
 def concept_disentangling_loss(encoder, decoder, tokenizer, concepts, generator=None, min_change=1e-3,
-                               decoded=None, stats=None, distance_kind="published"):
+                               decoded=None, stats=None):
     """CE(normalised per-concept distance between the re-tokenised original and swapped sets,
     swapped concept index). Returns (loss, number of samples kept).
 
@@ -56,7 +43,6 @@ def concept_disentangling_loss(encoder, decoder, tokenizer, concepts, generator=
     the weights have not changed since. The original and swapped sets go through the
     tokenizer and the encoder as one batch: the same numbers as two passes, for half the calls.
     ``stats``: a dict that receives ``swap_accuracy`` and ``swaps_unseen`` (detached tensors).
-    ``distance_kind``: see ``concept_distances``.
     """
     batch, num_concepts, _ = concepts.shape
     if batch < 2:
@@ -79,7 +65,7 @@ def concept_disentangling_loss(encoder, decoder, tokenizer, concepts, generator=
         images = tokenizer.detokenize(both, generator)
     retokenised = encoder(tokenizer.retokenize(images))
     c_org, c_swap = retokenised[:kept], retokenised[kept:]
-    raw = concept_distances(c_org, c_swap, distance_kind)  # (kept, C)
+    raw = at_least_float32(c_org - c_swap).norm(dim=-1)  # (kept, C)
     distance = F.normalize(raw, dim=1)
     if stats is not None:
         # how often the largest distance is at the swapped concept; how often the swap changed

@@ -42,7 +42,7 @@ class VQVAEObjective(nn.Module):
 def loss_options(cfg):
     """The VCTObjective keyword arguments a run config (get_args) sets."""
     return {"dis_loss": cfg.dis_loss, "swap_min_change": cfg.swap_min_change, "dis_weight": cfg.dis_weight,
-            "dis_start_step": cfg.dis_start_step, "dis_distance": cfg.dis_distance}
+            "dis_start_step": cfg.dis_start_step}
 
 
 class VCTObjective(nn.Module):
@@ -52,8 +52,7 @@ class VCTObjective(nn.Module):
     are optimised with the encoder and decoder and saved through ``tokenizer.model_state()``."""
 
     def __init__(self, encoder: VCT_Encoder, decoder: VCT_Decoder, tokenizer,
-                 dis_loss=True, swap_min_change=1e-3, dis_weight=1.0, dis_start_step=0,
-                 dis_distance="published"):
+                 dis_loss=True, swap_min_change=1e-3, dis_weight=1.0, dis_start_step=0):
         super().__init__()
         self.encoder = encoder
         self.decoder = decoder
@@ -62,7 +61,6 @@ class VCTObjective(nn.Module):
         self.dis_weight = dis_weight
         self.swap_min_change = swap_min_change
         self.dis_start_step = dis_start_step
-        self.dis_distance = dis_distance
         self.step = 0  # the training step being computed (the trainer sets it: at_step)
 
     def at_step(self, step):
@@ -94,7 +92,7 @@ class VCTObjective(nn.Module):
             stats = {}
             dis_loss, kept = concept_disentangling_loss(
                 self.encoder, self.decoder, self.tokenizer, concepts, generator, self.swap_min_change,
-                decoded=decoded, stats=stats, distance_kind=self.dis_distance)
+                decoded=decoded, stats=stats)
             logs.update(stats)
             logs["dis_loss"] = dis_loss.detach()
             logs["swaps_kept"] = torch.tensor(float(kept))

@@ -209,7 +209,7 @@ class GANObjective(nn.Module):
 
 
 # get_args fields of the concept-swap loss only (their defaults are RunConfig's)
-SWAP_LOSS_OPTIONS = ("dis_weight", "dis_start_step", "swap_min_change", "dis_soft_retokens", "dis_distance")
+SWAP_LOSS_OPTIONS = ("dis_weight", "dis_start_step", "swap_min_change", "dis_soft_retokens")
 
 
 def gan_objective(ctx, gan, kind):
