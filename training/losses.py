@@ -73,22 +73,3 @@ def concept_disentangling_loss(encoder, decoder, tokenizer, concepts, generator=
         stats["swap_accuracy"] = (distance.detach().argmax(dim=1) == concept[keep]).float().mean()
         stats["swaps_unseen"] = (raw.detach().amax(dim=1) <= 1e-6).float().mean()
     return F.cross_entropy(distance, concept[keep]), kept
-
-
-
-def concept_similarity(concepts, eps=1e-12):
-    """Mean linear CKA, over the batch, between two different concepts (a recipe option,
-    ``get_args.concept_similarity_weight``; not in the published loss): for concepts i, j
-    with batch-centred Gram matrices K_i, K_j (B x B), tr(K_i K_j) / sqrt(tr(K_i^2) tr(K_j^2)).
-    It is 1 for two concepts that hold the same factor (in any linear code) and near 0 for
-    concepts holding independent ones. The swap loss cannot penalise such copies: swapping either
-    moves both re-encoded copies, so the two swaps' pulls cancel."""
-    batch, num_concepts, _ = concepts.shape
-    centred = at_least_float32(concepts) - at_least_float32(concepts).mean(dim=0, keepdim=True)
-    gram = torch.einsum("bcd,ecd->cbe", centred, centred)  # (C, B, B)
-    flat = gram.reshape(num_concepts, batch * batch)
-    inner = flat @ flat.T  # tr(K_i K_j): the Gram matrices are symmetric
-    norms = inner.diagonal().clamp(min=eps).sqrt()
-    cka = inner / (norms[:, None] * norms[None, :])
-    other = 1.0 - torch.eye(num_concepts, device=concepts.device, dtype=cka.dtype)
-    return (cka * other).sum() / (num_concepts * (num_concepts - 1))
