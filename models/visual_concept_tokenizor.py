@@ -94,17 +94,13 @@ class FeedForward(nn.Module):
 
 class Attention(nn.Module):
     """Multi-head (cross-)attention: q from ``x``, k and v from one fused projection of
-    ``context`` (``x`` itself when no context is given). With ``competition`` (not in the
-    published model) the softmax runs over the queries instead of the keys, and each query then
-    takes the weighted mean of the values it won, as in Slot Attention: every key is shared out
-    among the queries, so two queries cannot both take all of it."""
+    ``context`` (``x`` itself when no context is given)."""
 
-    def __init__(self, query_dim, context_dim=None, heads=8, dim_head=64, competition=False):
+    def __init__(self, query_dim, context_dim=None, heads=8, dim_head=64):
         super().__init__()
         inner_dim = dim_head * heads
         context_dim = query_dim if context_dim is None else context_dim
         self.heads = heads
-        self.competition = competition
         self.scale = dim_head ** -0.5
         self.to_q = nn.Linear(query_dim, inner_dim, bias=False)
         self.to_kv = nn.Linear(context_dim, inner_dim * 2, bias=False)
@@ -123,19 +119,8 @@ class Attention(nn.Module):
         if mask is not None:
             # (b, ...) boolean, True = attend; broadcast over heads and queries.
             attn_mask = rearrange(mask.bool(), "b ... -> b () () (...)")
-        if self.competition:
-            out = self._competitive_weights(q, k, attn_mask) @ v
-        else:
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, scale=self.scale)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, scale=self.scale)
         return self.to_out(rearrange(out, "b h n d -> b n (h d)"))
-
-    def _competitive_weights(self, q, k, attn_mask=None, eps=1e-8):
-        """(b, h, queries, keys): softmax over the queries, then each query's row divided by
-        its sum (Slot Attention's weighted mean); masked keys get weight 0."""
-        shares = (torch.einsum("bhnd,bhmd->bhnm", q, k) * self.scale).softmax(dim=-2)
-        if attn_mask is not None:
-            shares = shares * attn_mask
-        return shares / (shares.sum(dim=-1, keepdim=True) + eps)
 
     def attention_weights(self, x, context=None, mask=None):
         """softmax(q k^T * scale), (b, heads, queries, keys), computed explicitly: the weights
@@ -143,9 +128,6 @@ class Attention(nn.Module):
         context = x if context is None else context
         q = rearrange(self.to_q(x), "b n (h d) -> b h n d", h=self.heads)
         k = rearrange(self.to_kv(context).chunk(2, dim=-1)[0], "b n (h d) -> b h n d", h=self.heads)
-        if self.competition:
-            keep = None if mask is None else rearrange(mask.bool(), "b ... -> b () () (...)")
-            return self._competitive_weights(q, k, keep)
         scores = torch.einsum("bhnd,bhmd->bhnm", q, k) * self.scale
         if mask is not None:
             scores = scores.masked_fill(~rearrange(mask.bool(), "b ... -> b () () (...)"), float("-inf"))
@@ -166,10 +148,9 @@ def _attention_blocks(dim, heads, dim_head, count, tie_weights):
     return nn.ModuleList([make_pair() for _ in range(count)])
 
 
-def _cross_attention_block(query_dim, context_dim, heads, dim_head, competition=False):
+def _cross_attention_block(query_dim, context_dim, heads, dim_head):
     return nn.ModuleList([
-        PreNorm(query_dim, Attention(query_dim, context_dim, heads=heads, dim_head=dim_head,
-                                     competition=competition),
+        PreNorm(query_dim, Attention(query_dim, context_dim, heads=heads, dim_head=dim_head),
                 context_dim=context_dim),
         PreNorm(query_dim, FeedForward(query_dim)),
     ])
@@ -269,16 +250,13 @@ class VCT_Encoder(nn.Module):
     chooses which activations the backward pass recomputes instead of storing (``_call``):
     the same gradients in every mode; the default 'auto' recomputes only element-wise work,
     and only in large blocks on CPU; True recomputes whole blocks (the least memory, one more
-    forward); False keeps everything. ``concept_competition`` (not in the published class,
-    default off) makes the concepts compete for the image tokens in every cross-attention
-    (``Attention``'s ``competition``): the same weights, so published checkpoints load either way;
-    the concepts then interact, but only through that shared softmax.
+    forward); False keeps everything.
     """
 
     def __init__(self, *, index_num=10, depth=6, dim=256, z_index_dim=10, latent_dim=256,
                  cross_heads=1, latent_heads=6, cross_dim_head=128, latent_dim_head=128,
                  weight_tie_layers=False, ce_loss=False, max_freq=10, num_freq_bands=6,
-                 activation_checkpointing="auto", concept_competition=False):
+                 activation_checkpointing="auto"):
         super().__init__()
         self.dim = dim
         self.depth = depth
@@ -289,7 +267,7 @@ class VCT_Encoder(nn.Module):
 
         self.latents = nn.Parameter(torch.randn(z_index_dim, latent_dim))
         self.cs_layers = nn.ModuleList([
-            _cross_attention_block(latent_dim, context_dim, cross_heads, cross_dim_head, concept_competition)
+            _cross_attention_block(latent_dim, context_dim, cross_heads, cross_dim_head)
             for _ in range(depth)])
         if ce_loss:
             self.fc_layer = nn.Linear(dim, index_num)

@@ -85,32 +85,6 @@ def test_attention_mask_excludes_masked_context_tokens():
     torch.testing.assert_close(masked, full, rtol=1e-5, atol=1e-6)
 
 
-def test_competitive_attention_shares_each_key_among_the_queries_hand_computed():
-    # one head of width 2 (scale 1 / sqrt 2): queries e1, e2; keys a e1, a e2, 0 with
-    # a / sqrt 2 = ln 3, so key 1 is shared 3:1, key 2 1:3 and key 3 1:1 between the queries;
-    # each query then averages over its shares: [0.75, 0.25, 0.5] / 1.5 for query 1
-    attn = Attention(2, heads=1, dim_head=2, competition=True)
-    a = math.log(3.0) * math.sqrt(2.0)
-    q = torch.eye(2).view(1, 1, 2, 2)
-    k = torch.tensor([[a, 0.0], [0.0, a], [0.0, 0.0]]).view(1, 1, 3, 2)
-    weights = attn._competitive_weights(q, k)[0, 0]
-    expected = torch.tensor([[0.5, 1 / 6, 1 / 3], [1 / 6, 0.5, 1 / 3]])
-    torch.testing.assert_close(weights, expected, rtol=1e-5, atol=1e-6)
-    masked = attn._competitive_weights(q, k, torch.tensor([True, True, False]).view(1, 1, 1, 3))[0, 0]
-    torch.testing.assert_close(masked, torch.tensor([[0.75, 0.25, 0.0], [0.25, 0.75, 0.0]]), rtol=1e-5, atol=1e-6)
-
-
-def test_competing_concepts_load_the_same_weights_and_use_them_differently():
-    torch.manual_seed(0)
-    kwargs = dict(z_index_dim=4, depth=2, dim=16, latent_dim=24, cross_dim_head=8, latent_dim_head=8, latent_heads=2)
-    plain, competing = VCT_Encoder(**kwargs), VCT_Encoder(**kwargs, concept_competition=True)
-    competing.load_state_dict(plain.state_dict(), strict=True)
-    x = torch.randn(2, 16, 16)
-    assert (competing(x) - plain(x)).abs().max() > 1e-3
-    maps = competing.cross_attention_maps(x)  # each concept's weighted mean sums to 1
-    torch.testing.assert_close(maps.sum(dim=-1), torch.ones(2, 4), rtol=1e-5, atol=1e-5)
-
-
 def test_concepts_do_not_attend_to_each_other():
     torch.manual_seed(0)
     enc = VCT_Encoder(z_index_dim=5, depth=3, dim=32, latent_dim=48, cross_dim_head=16,
