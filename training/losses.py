@@ -73,3 +73,35 @@ def concept_disentangling_loss(encoder, decoder, tokenizer, concepts, generator=
         stats["swap_accuracy"] = (distance.detach().argmax(dim=1) == concept[keep]).float().mean()
         stats["swaps_unseen"] = (raw.detach().amax(dim=1) <= 1e-6).float().mean()
     return F.cross_entropy(distance, concept[keep]), kept
+
+
+
+def unbiased_hsic(grams):
+    """Unbiased HSIC estimates (C, C) between the linear Gram matrices ``grams`` (C, B, B) of
+    C representations of the same B samples (Song et al. 2012, as in debiased CKA): ~0 for
+    independent representations whatever their width, where the plain estimate is not."""
+    num, batch = grams.shape[0], grams.shape[1]
+    off = grams * (1.0 - torch.eye(batch, device=grams.device, dtype=grams.dtype))  # zero diagonals
+    flat = off.reshape(num, batch * batch)
+    trace = flat @ flat.T                                    # tr(K~ L~)
+    sums = off.sum(dim=(1, 2))                               # 1' K~ 1
+    rows = off.sum(dim=2)                                    # K~ 1, (C, B)
+    cross = rows @ rows.T                                    # 1' K~ L~ 1
+    return (trace + sums[:, None] * sums[None, :] / ((batch - 1) * (batch - 2))
+            - 2.0 * cross / (batch - 2)) / (batch * (batch - 3))
+
+
+def concept_similarity(concepts, eps=1e-12):
+    """Summed squared debiased linear CKA over the batch, over the pairs of different concepts
+    (a recipe option, ``get_args.concept_similarity_weight``; not in the published loss).
+    CKA(i, j) = HSIC(K_i, K_j) / sqrt(HSIC(K_i, K_i) HSIC(K_j, K_j)) with K the Gram matrix of a
+    concept's tokens over the batch: ~1 for two concepts holding the same factor (in any linear
+    code), ~0 for concepts holding independent ones or noise. Squared and summed, it counts
+    the copies. The swap loss cannot remove a copy; it reinforces it (benchmarks/RESULTS.md,
+    Copies). Needs a batch of at least 4."""
+    flat = at_least_float32(concepts)
+    grams = torch.einsum("bcd,ecd->cbe", flat, flat)  # (C, B, B)
+    hsic = unbiased_hsic(grams)
+    scale = hsic.diagonal().clamp(min=eps).sqrt()
+    cka = hsic / (scale[:, None] * scale[None, :])
+    return cka.triu(diagonal=1).pow(2).sum()

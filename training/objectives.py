@@ -7,7 +7,7 @@ from torch import nn
 
 from models.visual_concept_tokenizor import VCT_Decoder, VCT_Encoder
 from models.vqvae import VQ_CVAE
-from training.losses import map_outputs, concept_disentangling_loss
+from training.losses import map_outputs, concept_disentangling_loss, concept_similarity
 
 
 class VQVAEObjective(nn.Module):
@@ -42,7 +42,7 @@ class VQVAEObjective(nn.Module):
 def loss_options(cfg):
     """The VCTObjective keyword arguments a run config (get_args) sets."""
     return {"dis_loss": cfg.dis_loss, "swap_min_change": cfg.swap_min_change, "dis_weight": cfg.dis_weight,
-            "dis_start_step": cfg.dis_start_step}
+            "dis_start_step": cfg.dis_start_step, "similarity_weight": cfg.concept_similarity_weight}
 
 
 class VCTObjective(nn.Module):
@@ -52,7 +52,8 @@ class VCTObjective(nn.Module):
     are optimised with the encoder and decoder and saved through ``tokenizer.model_state()``."""
 
     def __init__(self, encoder: VCT_Encoder, decoder: VCT_Decoder, tokenizer,
-                 dis_loss=True, swap_min_change=1e-3, dis_weight=1.0, dis_start_step=0):
+                 dis_loss=True, swap_min_change=1e-3, dis_weight=1.0, dis_start_step=0,
+                 similarity_weight=0.0):
         super().__init__()
         self.encoder = encoder
         self.decoder = decoder
@@ -61,6 +62,7 @@ class VCTObjective(nn.Module):
         self.dis_weight = dis_weight
         self.swap_min_change = swap_min_change
         self.dis_start_step = dis_start_step
+        self.similarity_weight = similarity_weight
         self.step = 0  # the training step being computed (the trainer sets it: at_step)
 
     def at_step(self, step):
@@ -86,6 +88,10 @@ class VCTObjective(nn.Module):
         decoded = self.decoder(concepts)
         im_loss = self.tokenizer.reconstruction_loss(decoded, targets)
         logs["im_loss"] = im_loss.detach()
+        if self.similarity_weight > 0:
+            similarity = concept_similarity(concepts)
+            logs["concept_similarity"] = similarity.detach()
+            im_loss = im_loss + self.similarity_weight * similarity
         concepts, decoded = concepts.detach(), map_outputs(torch.Tensor.detach, decoded)
         yield im_loss
         if self.use_dis_loss and self.step >= self.dis_start_step:

@@ -209,7 +209,8 @@ class GANObjective(nn.Module):
 
 
 # get_args fields of the concept-swap loss only (their defaults are RunConfig's)
-SWAP_LOSS_OPTIONS = ("dis_weight", "dis_start_step", "swap_min_change", "dis_soft_retokens")
+SWAP_LOSS_OPTIONS = ("dis_weight", "dis_start_step", "swap_min_change", "dis_soft_retokens",
+                     "concept_similarity_weight")
 
 
 def gan_objective(ctx, gan, kind):
@@ -222,8 +223,8 @@ def gan_objective(ctx, gan, kind):
     changed = [f"get_args.{name} = {getattr(cfg, name)!r}" for name in SWAP_LOSS_OPTIONS
                if getattr(cfg, name) != defaults[name]]
     if changed:
-        raise UserError(f"{', '.join(changed)}: the concept-swap loss's options do not apply to the GAN "
-                        f"settings, which train only the shift-prediction loss")
+        raise UserError(f"{', '.join(changed)}: the concept-swap and concept-similarity options do not apply "
+                        f"to the GAN settings, which train only the shift-prediction loss")
     if kind == "stylegan2" and gan.train_toy_if_missing and not weights_loaded_later():
         from training.gan_toy import ensure_toy_generator
         ensure_toy_generator(ctx, gan)
