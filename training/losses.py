@@ -91,7 +91,7 @@ def unbiased_hsic(grams):
             - 2.0 * cross / (batch - 2)) / (batch * (batch - 3))
 
 
-def concept_similarity(concepts, eps=1e-12):
+def concept_similarity(concepts, eps=1e-20):
     """Summed squared debiased linear CKA over the batch, over the pairs of different concepts
     (a recipe option, ``get_args.concept_similarity_weight``; not in the published loss).
     CKA(i, j) = HSIC(K_i, K_j) / sqrt(HSIC(K_i, K_i) HSIC(K_j, K_j)) with K the Gram matrix of a
@@ -99,9 +99,14 @@ def concept_similarity(concepts, eps=1e-12):
     code), ~0 for concepts holding independent ones or noise. Squared and summed, it counts
     the copies. The swap loss cannot remove a copy; it reinforces it (benchmarks/RESULTS.md,
     Copies). Needs a batch of at least 4."""
-    flat = at_least_float32(concepts)
-    grams = torch.einsum("bcd,ecd->cbe", flat, flat)  # (C, B, B)
+    # centred first: the estimate does not need it, but fp32 does (tokens sit far from 0)
+    centred = at_least_float32(concepts) - at_least_float32(concepts).mean(dim=0, keepdim=True)
+    grams = torch.einsum("bcd,ecd->cbe", centred, centred)  # (C, B, B)
     hsic = unbiased_hsic(grams)
-    scale = hsic.diagonal().clamp(min=eps).sqrt()
-    cka = hsic / (scale[:, None] * scale[None, :])
+    own = hsic.diagonal()
+    # a concept that barely varies over the batch has an estimate at noise level (or below 0):
+    # it holds no factor to copy, and dividing by it would blow up
+    varies = own > 1e-4 * own.max().clamp(min=eps)
+    scale = own.clamp(min=eps).sqrt()
+    cka = hsic / (scale[:, None] * scale[None, :]) * (varies[:, None] & varies[None, :])
     return cka.triu(diagonal=1).pow(2).sum()
