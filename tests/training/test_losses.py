@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from training.losses import concept_disentangling_loss, sample_swaps, swap_concepts
+from training.losses import concept_disentangling_loss, concept_similarity, sample_swaps, swap_concepts
 from training.tokenizers.vq import gumbel_argmax
 
 
@@ -68,6 +68,32 @@ def test_loss_is_cross_entropy_of_normalised_distances_hand_computed():
     assert loss.item() == pytest.approx(expected, rel=1e-6)
     assert stats["swap_accuracy"].item() == 1.0  # the largest distance is always the swapped one
     assert stats["swaps_unseen"].item() == 0.0
+
+
+def grid_concepts():
+    """The full 8 x 8 grid of two factors a, b: concept 0 holds a (one-hot), concept 1 holds b
+    (one-hot, offset), concept 2 a rotated, scaled copy of concept 0, concept 3 a constant."""
+    a, b = torch.meshgrid(torch.arange(8), torch.arange(8), indexing="ij")
+    c0 = torch.nn.functional.one_hot(a.flatten(), 8).float()
+    c1 = torch.nn.functional.one_hot(b.flatten(), 8).float() + 3.0
+    rotation = torch.linalg.qr(torch.randn(8, 8, generator=torch.Generator().manual_seed(0)))[0]
+    c2 = 2.5 * c0 @ rotation
+    c3 = torch.full((64, 8), 7.0)
+    return torch.stack([c0, c1, c2, c3], dim=1)  # (64, 4, 8)
+
+
+def test_concept_similarity_counts_copies_and_ignores_independent_and_constant_concepts():
+    concepts = grid_concepts()
+    independent = concept_similarity(concepts[:, [0, 1]]).item()
+    assert 0 <= independent < 0.02  # independent factors: debiased CKA ~0
+    # one pair of copies (0, 2) adds exactly 1; the constant concept adds nothing
+    assert concept_similarity(concepts).item() == pytest.approx(1.0 + 2 * independent, abs=1e-4)
+    assert concept_similarity(concepts[:, [0, 1, 3]]).item() == pytest.approx(independent, abs=1e-6)
+    # far from 0 (as concept tokens are) the same numbers: the estimate is centred first
+    assert concept_similarity(concepts + 300.0).item() == pytest.approx(concept_similarity(concepts).item(), abs=1e-3)
+    concepts.requires_grad_(True)
+    concept_similarity(concepts).backward()
+    assert torch.isfinite(concepts.grad).all() and concepts.grad[:, 2].abs().sum() > 0
 
 
 def test_swaps_the_tokenizer_cannot_see_are_counted():

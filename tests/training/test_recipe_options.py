@@ -39,7 +39,8 @@ def test_warm_up_then_cosine_by_hand():
 @pytest.mark.parametrize("binding, fragment", [("lr_schedule = 'linear'", "lr_schedule"),
                                                ("lr_warmup_steps = -1", "lr_warmup_steps"),
                                                ("dis_weight = 0", "dis_weight"),
-                                               ("dis_start_step = -1", "dis_start_step")])
+                                               ("dis_start_step = -1", "dis_start_step"),
+                                               ("concept_similarity_weight = -1.0", "concept_similarity_weight")])
 def test_bad_recipe_values_are_one_line(binding, fragment):
     field, value = (part.strip() for part in binding.split("="))
     with pytest.raises(UserError, match=fragment):
@@ -58,6 +59,21 @@ def test_the_dis_weight_scales_the_disentangling_loss(tiny_world, one_cpu_thread
     (total, im, dis), (total_q, im_q, dis_q) = losses[1.0], losses[0.25]
     assert (im, dis) == pytest.approx((im_q, dis_q))  # same weights, same swaps
     assert total == pytest.approx(im + dis) and total_q == pytest.approx(im + 0.25 * dis)
+
+
+def test_the_concept_similarity_weight_adds_the_penalty_to_the_first_stage(tiny_world, one_cpu_thread):
+    seen = {}
+    for weight in (0.0, 0.5):
+        torch.manual_seed(0)
+        objective, ctx = build_setting("vq", tiny_world["config"], [f"get_args.concept_similarity_weight = {weight}"])
+        images = ctx.batches[list(range(8))][0]
+        logs = {}
+        stages = list(objective.loss_stages(images, torch.Generator().manual_seed(0), logs=logs))
+        seen[weight] = (stages[0].item(), logs)
+    (plain, plain_logs), (penalised, logs) = seen[0.0], seen[0.5]
+    assert "concept_similarity" not in plain_logs and plain == pytest.approx(plain_logs["im_loss"].item())
+    assert logs["concept_similarity"] > 0
+    assert penalised == pytest.approx(logs["im_loss"].item() + 0.5 * logs["concept_similarity"].item())
 
 
 def test_no_disentangling_loss_before_its_start_step(tiny_world, one_cpu_thread):
