@@ -8,7 +8,8 @@ For each kept step checkpoint of a VQ or CLIP run, on the same fixed images:
 - per concept c, with every image's concept c swapped with a partner's: swap accuracy (how
   often the largest re-encoded distance is at c, among the swaps that changed anything), the share of unseen swaps (the re-tokenised
   swapped image is identical to the original's: no signal), and the mean share of the
-  normalised distance that lands at c;
+  normalised distance that lands at c, and the concepts whose re-encoding moves at least half
+  as much as c's own (copies of c's factor: the loss cannot tell them apart);
 - how many distinct codes the decoder's most likely tokens use, next to the tokenizer's own;
 - the run's metrics at that step, when it evaluated then.
 Keep more checkpoints for a finer curve: ``--gin_bindings "get_args.keep_checkpoints = 20"``.
@@ -60,7 +61,7 @@ def per_concept_swaps(objective, images, seed):
     generator = torch.Generator(device=images.device).manual_seed(seed)
     _, partner = sample_swaps(batch, num_concepts, generator, images.device)  # every concept swapped below
     rows = torch.arange(batch, device=images.device)
-    result = {"swap_accuracy": [], "swaps_unseen": [], "distance_share": []}
+    result = {"swap_accuracy": [], "swaps_unseen": [], "distance_share": [], "moves_with": []}
     for c in range(num_concepts):
         concept = torch.full((batch,), c, device=images.device)
         swapped = swap_concepts(concepts, concept, partner)
@@ -73,6 +74,9 @@ def per_concept_swaps(objective, images, seed):
         result["swap_accuracy"].append(float(hits.float().mean()) if hits.numel() else float("nan"))
         result["swaps_unseen"].append(float((~seen).float().mean()))
         result["distance_share"].append(float(share.mean()))
+        mean = raw.mean(dim=0)
+        result["moves_with"].append([[j, round(float(mean[j] / mean[c]), 2)] for j in mean.argsort(descending=True).tolist()
+                                     if j != c and mean[j] >= 0.5 * mean[c] > 0])
     return result
 
 
@@ -123,6 +127,9 @@ def print_table(rows):
     last = rows[-1]["per_concept"]
     print("per concept at the last checkpoint (swap accuracy / unseen):",
           " ".join(f"c{j} {a:.2f}/{u:.2f}" for j, (a, u) in enumerate(zip(last["swap_accuracy"], last["swaps_unseen"]))))
+    copies = [f"c{c}: " + ", ".join(f"c{j} {ratio:.2f}" for j, ratio in others[:3]) + (" ..." if len(others) > 3 else "")
+              for c, others in enumerate(last["moves_with"]) if others]
+    print("re-encoded with the swapped concept, at >= half its own distance:", "; ".join(copies) or "none")
 
 
 def main(argv=None):
