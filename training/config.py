@@ -108,6 +108,10 @@ class RunConfig:
                  ("evaluate_at_end", isinstance(self.evaluate_at_end, bool), "True or False"),
                  ("train_vqvae_if_missing", isinstance(self.train_vqvae_if_missing, bool), "True or False")]
         problems = [(name, why) for name, ok, why in rules if not ok]
+        if isinstance(self.concept_similarity_weight, (int, float)) and self.concept_similarity_weight > 0 \
+                and isinstance(self.batch_size, int) and self.batch_size < 4:
+            problems.append(("batch_size", "the concept-similarity penalty's estimate needs at least 4 images a "
+                                           "batch: use batch_size >= 4, or concept_similarity_weight = 0"))
         if self.dis_loss is True and self.batch_size == 1:
             problems.append(("batch_size", "the disentangling loss swaps concepts between two images of a "
                                            "batch: use batch_size >= 2, or --wo_dis_loss"))

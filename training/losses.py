@@ -1,5 +1,6 @@
 """The concept disentangling loss, written once against the tokenizer interface
-(``detokenize`` / ``retokenize``, see training/tokenizers/vq.py)."""
+(``detokenize`` / ``retokenize``, see training/tokenizers/vq.py), and an optional penalty on
+copies of a factor across concepts (``concept_similarity``)."""
 import torch
 import torch.nn.functional as F
 
@@ -75,7 +76,6 @@ def concept_disentangling_loss(encoder, decoder, tokenizer, concepts, generator=
     return F.cross_entropy(distance, concept[keep]), kept
 
 
-
 def unbiased_hsic(grams):
     """Unbiased HSIC estimates (C, C) between the linear Gram matrices ``grams`` (C, B, B) of
     C representations of the same B samples (Song et al. 2012, as in debiased CKA): ~0 for
@@ -99,6 +99,8 @@ def concept_similarity(concepts, eps=1e-20):
     code), ~0 for concepts holding independent ones or noise. Squared and summed, it counts
     the copies. The swap loss cannot remove a copy; it reinforces it (benchmarks/RESULTS.md,
     Copies). Needs a batch of at least 4."""
+    if concepts.shape[0] < 4:
+        raise ValueError(f"the concept-similarity penalty needs a batch of at least 4, got {concepts.shape[0]}")
     # centred first: the estimate does not need it, but fp32 does (tokens sit far from 0)
     centred = at_least_float32(concepts) - at_least_float32(concepts).mean(dim=0, keepdim=True)
     grams = torch.einsum("bcd,ecd->cbe", centred, centred)  # (C, B, B)

@@ -61,6 +61,13 @@ def test_the_dis_weight_scales_the_disentangling_loss(tiny_world, one_cpu_thread
     assert total == pytest.approx(im + dis) and total_q == pytest.approx(im + 0.25 * dis)
 
 
+def test_the_concept_similarity_penalty_refuses_a_batch_below_four():
+    with pytest.raises(UserError, match="batch_size >= 4"):
+        RunConfig(concept_similarity_weight=0.1, batch_size=3)
+    RunConfig(concept_similarity_weight=0.1, batch_size=4)
+    RunConfig(batch_size=3)  # without the penalty a batch of 3 is fine
+
+
 def test_the_concept_similarity_weight_adds_the_penalty_to_the_first_stage(tiny_world, one_cpu_thread):
     seen = {}
     for weight in (0.0, 0.5):

@@ -208,7 +208,8 @@ class GANObjective(nn.Module):
         return self.source.render(latent + alphas[:, None] * direction[None], fixed_noise=True)
 
 
-# get_args fields of the concept-swap loss only (their defaults are RunConfig's)
+# get_args fields of the VCT objective's loss terms beyond reconstruction, which the GAN objective
+# does not have (their defaults are RunConfig's)
 SWAP_LOSS_OPTIONS = ("dis_weight", "dis_start_step", "swap_min_change", "dis_soft_retokens",
                      "concept_similarity_weight")
 
