@@ -9,7 +9,8 @@ For each kept step checkpoint of a VQ or CLIP run, on the same fixed images:
   often the largest re-encoded distance is at c, among the swaps that changed anything), the share of unseen swaps (the re-tokenised
   swapped image is identical to the original's: no signal), and the mean share of the
   normalised distance that lands at c, and the concepts whose re-encoding moves at least half
-  as much as c's own (copies of c's factor: the loss cannot tell them apart);
+  as much as c's own (copies of c's factor, which the loss cannot tell apart; for a nearly
+  empty c, most concepts, since its swaps change little but the Gumbel draw);
 - how many distinct codes the decoder's most likely tokens use, next to the tokenizer's own;
 - the run's metrics at that step, when it evaluated then.
 Keep more checkpoints for a finer curve: ``--gin_bindings "get_args.keep_checkpoints = 20"``.
