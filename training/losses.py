@@ -102,7 +102,8 @@ def concept_similarity(concepts, eps=1e-20):
     if concepts.shape[0] < 4:
         raise ValueError(f"the concept-similarity penalty needs a batch of at least 4, got {concepts.shape[0]}")
     # centred first: the estimate does not need it, but fp32 does (tokens sit far from 0)
-    centred = at_least_float32(concepts) - at_least_float32(concepts).mean(dim=0, keepdim=True)
+    values = at_least_float32(concepts)
+    centred = values - values.mean(dim=0, keepdim=True)
     grams = torch.einsum("bcd,ecd->cbe", centred, centred)  # (C, B, B)
     hsic = unbiased_hsic(grams)
     own = hsic.diagonal()

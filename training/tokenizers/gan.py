@@ -210,7 +210,7 @@ class GANObjective(nn.Module):
 
 # get_args fields of the VCT objective's loss terms beyond reconstruction, which the GAN objective
 # does not have (their defaults are RunConfig's)
-SWAP_LOSS_OPTIONS = ("dis_weight", "dis_start_step", "swap_min_change", "dis_soft_retokens",
+VCT_LOSS_OPTIONS = ("dis_weight", "dis_start_step", "swap_min_change", "dis_soft_retokens",
                      "concept_similarity_weight")
 
 
@@ -221,7 +221,7 @@ def gan_objective(ctx, gan, kind):
         raise UserError("the GAN settings train only the shift-prediction loss: --wo_dis_loss "
                         "(get_args.dis_loss = False) does not apply")
     defaults = {field.name: field.default for field in dataclasses.fields(cfg)}
-    changed = [f"get_args.{name} = {getattr(cfg, name)!r}" for name in SWAP_LOSS_OPTIONS
+    changed = [f"get_args.{name} = {getattr(cfg, name)!r}" for name in VCT_LOSS_OPTIONS
                if getattr(cfg, name) != defaults[name]]
     if changed:
         raise UserError(f"{', '.join(changed)}: the concept-swap and concept-similarity options do not apply "
