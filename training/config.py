@@ -48,7 +48,6 @@ class RunConfig:
     dis_start_step: int = 0               # no disentangling loss before this step (published 0)
     dis_soft_retokens: bool = False       # it re-tokenises to unquantised VQ-VAE vectors (published: quantised)
     concept_similarity_weight: float = 0.0  # weight of a penalty on copies across concepts (published: none)
-    concept_similarity_start_step: int = 0  # ... which is added only from this step on
     lr_schedule: str = "constant"         # 'constant' (published) or 'cosine' (decay to 0 at the end)
     lr_warmup_steps: int = 0              # linear warm-up from lr / steps (published: none)
     # CLIP tokenizer (main_vct_clip.py; main_vct.py ignores these)
@@ -104,8 +103,6 @@ class RunConfig:
                  ("dis_start_step", integer(self.dis_start_step, 0), "a whole number >= 0"),
                  ("concept_similarity_weight", positive_number(self.concept_similarity_weight)
                   or self.concept_similarity_weight == 0, "a finite number >= 0"),
-                 ("concept_similarity_start_step", integer(self.concept_similarity_start_step, 0),
-                  "a whole number >= 0"),
                  ("dis_loss", isinstance(self.dis_loss, bool), "True or False"),
                  ("dis_soft_retokens", isinstance(self.dis_soft_retokens, bool), "True or False"),
                  ("evaluate_at_end", isinstance(self.evaluate_at_end, bool), "True or False"),
@@ -115,9 +112,6 @@ class RunConfig:
                 and isinstance(self.batch_size, int) and self.batch_size < 4:
             problems.append(("batch_size", "the concept-similarity penalty's estimate needs at least 4 images a "
                                            "batch: use batch_size >= 4, or concept_similarity_weight = 0"))
-        if self.concept_similarity_weight == 0 and self.concept_similarity_start_step != 0:
-            problems.append(("concept_similarity_start_step", "it starts the concept-similarity penalty, which is "
-                                                              "off: set concept_similarity_weight > 0 too"))
         if self.dis_loss is True and self.batch_size == 1:
             problems.append(("batch_size", "the disentangling loss swaps concepts between two images of a "
                                            "batch: use batch_size >= 2, or --wo_dis_loss"))

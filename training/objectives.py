@@ -42,8 +42,7 @@ class VQVAEObjective(nn.Module):
 def loss_options(cfg):
     """The VCTObjective keyword arguments a run config (get_args) sets."""
     return {"dis_loss": cfg.dis_loss, "swap_min_change": cfg.swap_min_change, "dis_weight": cfg.dis_weight,
-            "dis_start_step": cfg.dis_start_step, "similarity_weight": cfg.concept_similarity_weight,
-            "similarity_start_step": cfg.concept_similarity_start_step}
+            "dis_start_step": cfg.dis_start_step, "similarity_weight": cfg.concept_similarity_weight}
 
 
 class VCTObjective(nn.Module):
@@ -54,7 +53,7 @@ class VCTObjective(nn.Module):
 
     def __init__(self, encoder: VCT_Encoder, decoder: VCT_Decoder, tokenizer,
                  dis_loss=True, swap_min_change=1e-3, dis_weight=1.0, dis_start_step=0,
-                 similarity_weight=0.0, similarity_start_step=0):
+                 similarity_weight=0.0):
         super().__init__()
         self.encoder = encoder
         self.decoder = decoder
@@ -64,7 +63,6 @@ class VCTObjective(nn.Module):
         self.swap_min_change = swap_min_change
         self.dis_start_step = dis_start_step
         self.similarity_weight = similarity_weight
-        self.similarity_start_step = similarity_start_step
         self.step = 0  # the training step being computed (the trainer sets it: at_step)
 
     def at_step(self, step):
@@ -90,7 +88,7 @@ class VCTObjective(nn.Module):
         decoded = self.decoder(concepts)
         im_loss = self.tokenizer.reconstruction_loss(decoded, targets)
         logs["im_loss"] = im_loss.detach()
-        if self.similarity_weight > 0 and self.step >= self.similarity_start_step:
+        if self.similarity_weight > 0:
             similarity = concept_similarity(concepts)
             logs["concept_similarity"] = similarity.detach()
             im_loss = im_loss + self.similarity_weight * similarity

@@ -97,9 +97,6 @@ def make_trainer(setting, ctx, objective, precision, dist):
     if cfg.dis_loss and cfg.dis_start_step >= total:
         raise UserError(f"get_args.dis_start_step = {cfg.dis_start_step} is not before the run's last step "
                         f"({total}): the disentangling loss would never run (--wo_dis_loss says that)")
-    if cfg.concept_similarity_weight > 0 and cfg.concept_similarity_start_step >= total:
-        raise UserError(f"get_args.concept_similarity_start_step = {cfg.concept_similarity_start_step} is not before "
-                        f"the run's last step ({total}): the concept-similarity penalty would never run")
     optimizer = torch.optim.Adam(objective.trainable_parameters(), lr=cfg.lr)
     scheduler = lr_scheduler(optimizer, cfg.lr_schedule, cfg.lr_warmup_steps, total)
     settings = LoopSettings(total_steps=total, log_interval=cfg.log_interval, save_interval=cfg.save_interval,
