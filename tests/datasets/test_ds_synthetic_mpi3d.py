@@ -1,5 +1,6 @@
 """The second synthetic world (MPI3D look-alike): every factor shows, combinations are distinct,
 the file is the real MPI3D layout and loads through datasets.mpi3d with the reduced grid."""
+import ast
 import hashlib
 import zipfile
 
@@ -100,10 +101,14 @@ def test_toy_mpi3d_config_keeps_the_toy_recipe_and_tells_the_loader_its_grid(tmp
                  "get_args.shape_num", "MPI3D_TOY_GRID", "make_synthetic_mpi3d.size",
                  "make_synthetic_mpi3d.factor_sizes", "get_dataset.factor_sizes"}
     assert changed <= data_only, changed - data_only
-    def epochs(config):
-        return int(config["get_args.num_epochs"].split(" = ")[1])
-    toy_steps = 3840 // 32 * epochs(toy)  # the toy shapes grid: 3,840 images
-    assert abs(int(np.prod(TOY_GRID)) // 32 * epochs(world) - toy_steps) <= toy_steps // 20
+    def value(config, key):
+        return ast.literal_eval(config[key].split(" = ")[1])
+
+    def steps(config, grid_key):  # images // batch * epochs
+        images = int(np.prod(value(config, grid_key)))
+        return images // value(config, "get_args.batch_size") * value(config, "get_args.num_epochs")
+    toy_steps = steps(toy, "make_synthetic_shapes3d.factor_sizes")
+    assert abs(steps(world, "MPI3D_TOY_GRID") - toy_steps) <= toy_steps // 20
     # The maker and the loader read one macro: rebinding it changes both (a small grid here).
     bindings("toy_mpi3d_ce.gin", [f"MPI3D_TOY_GRID = {list(SMALL_GRID)}"])
     make_synthetic_mpi3d(tmp_path, progress=False)
