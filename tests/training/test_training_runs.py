@@ -161,3 +161,29 @@ def test_two_process_gloo_run_keeps_ranks_identical(tiny_world, tmp_path):
     assert check["world_size"] == 2 and check["step"] == 3
     assert check["checksums"][0] == check["checksums"][1]
     assert (out / "checkpoints" / "checkpoint_00000003.pt").exists()
+
+
+def test_evaluations_and_checkpoints_do_not_change_the_training(tiny_world, tmp_path):
+    # The evaluation hooks encode the dataset and fit metrics mid-run; if they drew from the
+    # training RNG, or left the model in eval mode, the steps after them would change, and a
+    # config's save_interval would silently change its results.
+    common = ["main_vct.py", "--config", tiny_world["config"], "--max_steps", "12", "--device", "cpu",
+              "--gin_bindings", "evaluation.metrics = ['mig']", "--gin_bindings", "mig.num_train = 64",
+              # (a 16-step tokenizer gives near-identical concepts: without this no swap is kept
+              # and the steps would draw no random numbers at all)
+              "--gin_bindings", "get_args.swap_min_change = 0.0"]
+    hooked = run_script(*common, "--out", tmp_path / "hooked", "--gin_bindings", "get_args.save_interval = 4",
+                        "--gin_bindings", "get_args.eval_interval = 4")
+    assert hooked.returncode == 0, hooked.stderr[-2000:]
+    assert sorted(p.name for p in (tmp_path / "hooked" / "metrics").glob("metrics_*.json"))[:2] == [
+        "metrics_00000004.json", "metrics_00000008.json"]
+    quiet = run_script(*common, "--out", tmp_path / "quiet")
+    assert quiet.returncode == 0, quiet.stderr[-2000:]
+    assert not list((tmp_path / "quiet" / "metrics").glob("metrics_*.json"))
+    hooked_losses, quiet_losses = read_scalars(tmp_path / "hooked"), read_scalars(tmp_path / "quiet")
+    assert sorted(hooked_losses) == sorted(quiet_losses) == list(range(1, 13))
+    assert all(quiet_losses[step]["swaps_kept"] > 0 for step in range(1, 13))
+    for step in range(1, 13):
+        # (the swap statistics show which swaps and Gumbel draws a step made)
+        for name in ("im_loss", "dis_loss", "loss", "swaps_kept", "swap_accuracy"):
+            assert hooked_losses[step][name] == quiet_losses[step][name], (step, name)
