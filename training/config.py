@@ -48,6 +48,7 @@ class RunConfig:
     dis_start_step: int = 0               # no disentangling loss before this step (published 0)
     dis_soft_retokens: bool = False       # it re-tokenises to unquantised VQ-VAE vectors (published: quantised)
     concept_similarity_weight: float = 0.0  # weight of a penalty on copies across concepts (published: none)
+    concept_axis_weight: float = 0.0      # weight of a penalty on concepts varying off one axis (published: none)
     lr_schedule: str = "constant"         # 'constant' (published) or 'cosine' (decay to 0 at the end)
     lr_warmup_steps: int = 0              # linear warm-up from lr / steps (published: none)
     # CLIP tokenizer (main_vct_clip.py; main_vct.py ignores these)
@@ -103,6 +104,8 @@ class RunConfig:
                  ("dis_start_step", integer(self.dis_start_step, 0), "a whole number >= 0"),
                  ("concept_similarity_weight", positive_number(self.concept_similarity_weight)
                   or self.concept_similarity_weight == 0, "a finite number >= 0"),
+                 ("concept_axis_weight", positive_number(self.concept_axis_weight)
+                  or self.concept_axis_weight == 0, "a finite number >= 0"),
                  ("dis_loss", isinstance(self.dis_loss, bool), "True or False"),
                  ("dis_soft_retokens", isinstance(self.dis_soft_retokens, bool), "True or False"),
                  ("evaluate_at_end", isinstance(self.evaluate_at_end, bool), "True or False"),

@@ -76,6 +76,20 @@ def concept_disentangling_loss(encoder, decoder, tokenizer, concepts, generator=
     return F.cross_entropy(distance, concept[keep]), kept
 
 
+def concept_off_axis_share(concepts, eps=1e-12):
+    """The share of the concept tokens' variance over the batch that lies off each concept's
+    own first principal direction (a recipe option, ``get_args.concept_axis_weight``; not in
+    the published loss): 0 when every concept varies along one line, as the evaluation's
+    PCA(1) readout assumes. (tr - largest eigenvalue) of each concept's Gram matrix, summed,
+    over the summed traces, so shrinking the tokens does not lower it."""
+    values = at_least_float32(concepts)
+    centred = values - values.mean(dim=0, keepdim=True)
+    grams = torch.einsum("bcd,ecd->cbe", centred, centred)  # (C, B, B)
+    traces = grams.diagonal(dim1=1, dim2=2).sum(dim=1)
+    largest = torch.linalg.eigvalsh(grams)[:, -1]
+    return (traces - largest).sum() / traces.sum().clamp(min=eps)
+
+
 def unbiased_hsic(grams):
     """Unbiased HSIC estimates (C, C) between the linear Gram matrices ``grams`` (C, B, B) of
     C representations of the same B samples (Song et al. 2012, as in debiased CKA): ~0 for

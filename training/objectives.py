@@ -7,7 +7,7 @@ from torch import nn
 
 from models.visual_concept_tokenizor import VCT_Decoder, VCT_Encoder
 from models.vqvae import VQ_CVAE
-from training.losses import map_outputs, concept_disentangling_loss, concept_similarity
+from training.losses import map_outputs, concept_disentangling_loss, concept_similarity, concept_off_axis_share
 
 
 class VQVAEObjective(nn.Module):
@@ -42,7 +42,8 @@ class VQVAEObjective(nn.Module):
 def loss_options(cfg):
     """The VCTObjective keyword arguments a run config (get_args) sets."""
     return {"dis_loss": cfg.dis_loss, "swap_min_change": cfg.swap_min_change, "dis_weight": cfg.dis_weight,
-            "dis_start_step": cfg.dis_start_step, "similarity_weight": cfg.concept_similarity_weight}
+            "dis_start_step": cfg.dis_start_step, "similarity_weight": cfg.concept_similarity_weight,
+            "axis_weight": cfg.concept_axis_weight}
 
 
 class VCTObjective(nn.Module):
@@ -53,7 +54,7 @@ class VCTObjective(nn.Module):
 
     def __init__(self, encoder: VCT_Encoder, decoder: VCT_Decoder, tokenizer,
                  dis_loss=True, swap_min_change=1e-3, dis_weight=1.0, dis_start_step=0,
-                 similarity_weight=0.0):
+                 similarity_weight=0.0, axis_weight=0.0):
         super().__init__()
         self.encoder = encoder
         self.decoder = decoder
@@ -63,6 +64,7 @@ class VCTObjective(nn.Module):
         self.swap_min_change = swap_min_change
         self.dis_start_step = dis_start_step
         self.similarity_weight = similarity_weight
+        self.axis_weight = axis_weight
         self.step = 0  # the training step being computed (the trainer sets it: at_step)
 
     def at_step(self, step):
@@ -92,6 +94,10 @@ class VCTObjective(nn.Module):
             similarity = concept_similarity(concepts)
             logs["concept_similarity"] = similarity.detach()
             im_loss = im_loss + self.similarity_weight * similarity
+        if self.axis_weight > 0:
+            off_axis = concept_off_axis_share(concepts)
+            logs["concept_off_axis"] = off_axis.detach()
+            im_loss = im_loss + self.axis_weight * off_axis
         concepts, decoded = concepts.detach(), map_outputs(torch.Tensor.detach, decoded)
         yield im_loss
         if self.use_dis_loss and self.step >= self.dis_start_step:

@@ -3,7 +3,8 @@ import math
 import pytest
 import torch
 
-from training.losses import concept_disentangling_loss, concept_similarity, sample_swaps, swap_concepts
+from training.losses import (concept_disentangling_loss, concept_off_axis_share, concept_similarity, sample_swaps,
+                             swap_concepts)
 from training.tokenizers.vq import gumbel_argmax
 
 
@@ -94,6 +95,22 @@ def test_concept_similarity_counts_copies_and_ignores_independent_and_constant_c
     concepts.requires_grad_(True)
     concept_similarity(concepts).backward()
     assert torch.isfinite(concepts.grad).all() and concepts.grad[:, 2].abs().sum() > 0
+
+
+def test_off_axis_share_by_hand():
+    # concept 0 varies along one line (variance 36 in all); concept 1 equally along two axes
+    # (variance 2 on each): 2 of the 40 units of variance lie off the concepts' own first axes
+    line = torch.tensor([[3.0, 0.0], [-3.0, 0.0], [3.0, 0.0], [-3.0, 0.0]])
+    plane = torch.tensor([[1.0, 0.0], [-1.0, 0.0], [0.0, 1.0], [0.0, -1.0]])
+    concepts = torch.stack([line, plane], dim=1) + torch.tensor([5.0, -2.0])  # (4, 2, 2), off centre
+    assert concept_off_axis_share(concepts).item() == pytest.approx(2.0 / 40.0, abs=1e-6)
+    assert concept_off_axis_share(concepts[:, 1:]).item() == pytest.approx(0.5, abs=1e-6)
+    assert concept_off_axis_share(concepts[:, :1]).item() == pytest.approx(0.0, abs=1e-6)
+    # the tokens' scale does not change it, so shrinking them cannot lower it
+    assert concept_off_axis_share(10.0 * concepts).item() == pytest.approx(2.0 / 40.0, abs=1e-6)
+    concepts.requires_grad_(True)
+    concept_off_axis_share(concepts).backward()
+    assert torch.isfinite(concepts.grad).all() and concepts.grad[:, 1].abs().sum() > 0
 
 
 def test_swaps_the_tokenizer_cannot_see_are_counted():

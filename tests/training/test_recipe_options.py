@@ -40,7 +40,8 @@ def test_warm_up_then_cosine_by_hand():
                                                ("lr_warmup_steps = -1", "lr_warmup_steps"),
                                                ("dis_weight = 0", "dis_weight"),
                                                ("dis_start_step = -1", "dis_start_step"),
-                                               ("concept_similarity_weight = -1.0", "concept_similarity_weight")])
+                                               ("concept_similarity_weight = -1.0", "concept_similarity_weight"),
+                                               ("concept_axis_weight = -1.0", "concept_axis_weight")])
 def test_bad_recipe_values_are_one_line(binding, fragment):
     field, value = (part.strip() for part in binding.split("="))
     with pytest.raises(UserError, match=fragment):
@@ -68,19 +69,21 @@ def test_the_concept_similarity_penalty_refuses_a_batch_below_four():
     RunConfig(batch_size=3)  # without the penalty a batch of 3 is fine
 
 
-def test_the_concept_similarity_weight_adds_the_penalty_to_the_first_stage(tiny_world, one_cpu_thread):
+@pytest.mark.parametrize("option, logged", [("concept_similarity_weight", "concept_similarity"),
+                                            ("concept_axis_weight", "concept_off_axis")])
+def test_a_concept_penalty_weight_adds_the_penalty_to_the_first_stage(tiny_world, one_cpu_thread, option, logged):
     seen = {}
     for weight in (0.0, 0.5):
         torch.manual_seed(0)
-        objective, ctx = build_setting("vq", tiny_world["config"], [f"get_args.concept_similarity_weight = {weight}"])
+        objective, ctx = build_setting("vq", tiny_world["config"], [f"get_args.{option} = {weight}"])
         images = ctx.batches[list(range(8))][0]
         logs = {}
         stages = list(objective.loss_stages(images, torch.Generator().manual_seed(0), logs=logs))
         seen[weight] = (stages[0].item(), logs)
     (plain, plain_logs), (penalised, logs) = seen[0.0], seen[0.5]
-    assert "concept_similarity" not in plain_logs and plain == pytest.approx(plain_logs["im_loss"].item())
-    assert logs["concept_similarity"] > 0
-    assert penalised == pytest.approx(logs["im_loss"].item() + 0.5 * logs["concept_similarity"].item())
+    assert logged not in plain_logs and plain == pytest.approx(plain_logs["im_loss"].item())
+    assert logs[logged] > 0
+    assert penalised == pytest.approx(logs["im_loss"].item() + 0.5 * logs[logged].item())
 
 
 def test_no_disentangling_loss_before_its_start_step(tiny_world, one_cpu_thread):
