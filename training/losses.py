@@ -82,12 +82,17 @@ def concept_off_axis_share(concepts, eps=1e-12):
     the published loss): 0 when every concept varies along one line, as the evaluation's
     PCA(1) readout assumes. (tr - largest eigenvalue) of each concept's Gram matrix, summed,
     over the summed traces, so shrinking the tokens does not lower it."""
-    values = at_least_float32(concepts)
-    centred = values - values.mean(dim=0, keepdim=True)
-    grams = torch.einsum("bcd,ecd->cbe", centred, centred)  # (C, B, B)
+    grams = centred_grams(concepts)
     traces = grams.diagonal(dim1=1, dim2=2).sum(dim=1)
     largest = torch.linalg.eigvalsh(grams)[:, -1]
     return (traces - largest).sum() / traces.sum().clamp(min=eps)
+
+
+def centred_grams(concepts):
+    """Each concept's Gram matrix over the batch of its batch-centred tokens, (C, B, B)."""
+    values = at_least_float32(concepts)
+    centred = values - values.mean(dim=0, keepdim=True)
+    return torch.einsum("bcd,ecd->cbe", centred, centred)
 
 
 def unbiased_hsic(grams):
@@ -116,10 +121,7 @@ def concept_similarity(concepts, eps=1e-20):
     if concepts.shape[0] < 4:
         raise ValueError(f"the concept-similarity penalty needs a batch of at least 4, got {concepts.shape[0]}")
     # centred first: the estimate does not need it, but fp32 does (tokens sit far from 0)
-    values = at_least_float32(concepts)
-    centred = values - values.mean(dim=0, keepdim=True)
-    grams = torch.einsum("bcd,ecd->cbe", centred, centred)  # (C, B, B)
-    hsic = unbiased_hsic(grams)
+    hsic = unbiased_hsic(centred_grams(concepts))
     own = hsic.diagonal()
     # a concept that barely varies over the batch has an estimate at noise level (or below 0):
     # it holds no factor to copy, and dividing by it would blow up
