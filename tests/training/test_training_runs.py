@@ -165,8 +165,8 @@ def test_two_process_gloo_run_keeps_ranks_identical(tiny_world, tmp_path):
 
 def test_evaluations_and_checkpoints_do_not_change_the_training(tiny_world, tmp_path):
     # The evaluation hooks encode the dataset and fit metrics mid-run; if they drew from the
-    # training RNG, or left the model in eval mode, the steps after them would change, and a
-    # config's save_interval would silently change its results.
+    # training RNG or changed the model, the steps after them would change, and a config's
+    # save_interval would silently change its results.
     common = ["main_vct.py", "--config", tiny_world["config"], "--max_steps", "12", "--device", "cpu",
               "--gin_bindings", "evaluation.metrics = ['mig']", "--gin_bindings", "mig.num_train = 64",
               # (a 16-step tokenizer gives near-identical concepts: without this no swap is kept
