@@ -79,8 +79,11 @@ class RunConfig:
                 return allow_none
             return isinstance(value, int) and not isinstance(value, bool) and value >= low
 
+        def non_negative_number(value):
+            return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
+
         def positive_number(value):
-            return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+            return non_negative_number(value) and value > 0
 
         rules = [("batch_size", integer(self.batch_size, 1), "a whole number >= 1"),
                  ("resident_data", self.resident_data in RESIDENT_MODES, f"one of {', '.join(RESIDENT_MODES)}"),
@@ -102,10 +105,9 @@ class RunConfig:
                  ("lr_schedule", self.lr_schedule in LR_SCHEDULES, f"one of {', '.join(LR_SCHEDULES)}"),
                  ("lr_warmup_steps", integer(self.lr_warmup_steps, 0), "a whole number >= 0"),
                  ("dis_start_step", integer(self.dis_start_step, 0), "a whole number >= 0"),
-                 ("concept_similarity_weight", positive_number(self.concept_similarity_weight)
-                  or self.concept_similarity_weight == 0, "a finite number >= 0"),
-                 ("concept_axis_weight", positive_number(self.concept_axis_weight)
-                  or self.concept_axis_weight == 0, "a finite number >= 0"),
+                 ("concept_similarity_weight", non_negative_number(self.concept_similarity_weight),
+                  "a finite number >= 0"),
+                 ("concept_axis_weight", non_negative_number(self.concept_axis_weight), "a finite number >= 0"),
                  ("dis_loss", isinstance(self.dis_loss, bool), "True or False"),
                  ("dis_soft_retokens", isinstance(self.dis_soft_retokens, bool), "True or False"),
                  ("evaluate_at_end", isinstance(self.evaluate_at_end, bool), "True or False"),

@@ -41,7 +41,8 @@ def test_warm_up_then_cosine_by_hand():
                                                ("dis_weight = 0", "dis_weight"),
                                                ("dis_start_step = -1", "dis_start_step"),
                                                ("concept_similarity_weight = -1.0", "concept_similarity_weight"),
-                                               ("concept_axis_weight = -1.0", "concept_axis_weight")])
+                                               ("concept_axis_weight = -1.0", "concept_axis_weight"),
+                                               ("concept_similarity_weight = False", "concept_similarity_weight")])
 def test_bad_recipe_values_are_one_line(binding, fragment):
     field, value = (part.strip() for part in binding.split("="))
     with pytest.raises(UserError, match=fragment):
