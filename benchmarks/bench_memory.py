@@ -24,7 +24,9 @@ batch 32, dis loss on, fp32). Policies:
   keep     - the default with limit_cpu_heap_growth.enabled = 'keep' (no tensor mapped on its
              own, the heap never trimmed: freed memory is reused, not faulted in again);
   keep_lowmem - lowmem with 'keep';
-  staged_keep - staged with 'keep' (no recomputation).
+  staged_keep - staged with 'keep' (no recomputation);
+  keep_decoder_blocks, keep_encoder_blocks - 'keep' with whole-block recomputation in the
+             decoder (encoder) only and element-wise recomputation in the other.
 Peak RSS is the child's VmHWM after its steps, so it holds the build and the steps; s/step,
 minor page faults and system CPU time per step are medians over rounds of each child's median
 step after its first (warm-up) step (a fault brings in a freshly zeroed page: the cost of
@@ -55,6 +57,9 @@ POLICIES = {
     "keep": (True, "auto", "keep", 8),
     "keep_lowmem": (True, True, "keep", 8),
     "staged_keep": (True, False, "keep", 8),
+    # (encoder, decoder) recomputation: whole blocks in one of them only, element-wise in the other
+    "keep_decoder_blocks": (True, ("auto", True), "keep", 8),
+    "keep_encoder_blocks": (True, (True, "auto"), "keep", 8),
 }
 
 
@@ -70,8 +75,9 @@ def child(policy, config, steps):
     heap = limit_cpu_heap_growth(enabled=heap, mmap_threshold_mb=threshold)
     device = torch.device("cpu")
     objective, images = build(config, device)
-    objective.encoder.activation_checkpointing = recompute
-    objective.decoder.activation_checkpointing = recompute
+    encoder_recompute, decoder_recompute = recompute if isinstance(recompute, tuple) else (recompute,) * 2
+    objective.encoder.activation_checkpointing = encoder_recompute
+    objective.decoder.activation_checkpointing = decoder_recompute
     optimizer = torch.optim.Adam(objective.trainable_parameters(), lr=1e-4)
     generator = torch.Generator().manual_seed(0)
     times, faults, system = [], [], []
