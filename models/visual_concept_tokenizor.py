@@ -251,13 +251,22 @@ class VCT_Encoder(nn.Module):
     the same gradients in every mode; the default 'auto' recomputes only element-wise work,
     and only in large blocks on CPU; True recomputes whole blocks (the least memory, one more
     forward); False keeps everything.
+
+    ``centre_concepts`` (not in the published class, default off) subtracts the mean over the
+    concepts from every concept token. The decoder's attention weights over the concepts sum
+    to one, so a vector added to every concept reaches every image token whatever the
+    weights: a cheap way to carry a factor that touches the whole image (a background colour).
+    Centring closes that way, so such a factor has to sit in a concept of its own.
     """
 
     def __init__(self, *, index_num=10, depth=6, dim=256, z_index_dim=10, latent_dim=256,
                  cross_heads=1, latent_heads=6, cross_dim_head=128, latent_dim_head=128,
                  weight_tie_layers=False, ce_loss=False, max_freq=10, num_freq_bands=6,
-                 activation_checkpointing="auto"):
+                 activation_checkpointing="auto", centre_concepts=False):
         super().__init__()
+        if not isinstance(centre_concepts, bool):
+            raise ValueError(f"VCT_Encoder.centre_concepts = {centre_concepts!r}: True or False")
+        self.centre_concepts = centre_concepts
         self.dim = dim
         self.depth = depth
         self.activation_checkpointing = _checkpoint_mode(activation_checkpointing, "VCT_Encoder")
@@ -290,6 +299,8 @@ class VCT_Encoder(nn.Module):
             concepts = _residual(self.cs_layers[i], concepts, ckpt, context=tokens, mask=mask)
             if i != self.depth - 1:
                 tokens = _residual(self.layers[i], tokens, ckpt)
+        if self.centre_concepts:
+            concepts = concepts - concepts.mean(dim=1, keepdim=True)
         return concepts
 
     def cross_attention_maps(self, data, mask=None):

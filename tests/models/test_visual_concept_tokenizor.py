@@ -160,6 +160,22 @@ def test_weight_tied_layers_share_parameters():
     assert n_params(untied) > n_params(enc)
 
 
+def test_centre_concepts_removes_the_mean_over_concepts_and_nothing_else():
+    torch.manual_seed(0)
+    kwargs = dict(z_index_dim=4, depth=2, dim=8, latent_dim=8, cross_dim_head=4,
+                  latent_dim_head=4, latent_heads=1)
+    plain = VCT_Encoder(**kwargs)
+    centred = VCT_Encoder(**kwargs, centre_concepts=True)
+    centred.load_state_dict(plain.state_dict())  # no parameters of its own
+    tokens = torch.randn(3, 16, 8)
+    raw, out = plain(tokens), centred(tokens)
+    assert raw.mean(dim=1).abs().max() > 1e-2  # the published encoder has a common part
+    assert torch.allclose(out.mean(dim=1), torch.zeros(3, 8), atol=1e-6)
+    assert torch.allclose(out, raw - raw.mean(dim=1, keepdim=True), atol=1e-6)
+    with pytest.raises(ValueError, match="centre_concepts"):
+        VCT_Encoder(**kwargs, centre_concepts="yes")
+
+
 def test_gradients_reach_every_parameter():
     enc = VCT_Encoder(z_index_dim=3, depth=2, dim=16, latent_dim=16, cross_dim_head=8,
                       latent_dim_head=8, latent_heads=2)
