@@ -28,7 +28,7 @@ from typing import Any, Optional
 
 import gin
 
-from training.errors import UserError
+from training.errors import UserError, first_line
 
 
 @dataclasses.dataclass
@@ -132,6 +132,11 @@ def check_derived(configurable: str, **derived):
 
 
 def build_derived(cls, **derived):
-    """``cls(**values)`` for parameters derived from other knobs (see ``check_derived``)."""
+    """``cls(**values)`` for parameters derived from other knobs (see ``check_derived``). The
+    models refuse a bad argument with a ValueError; here every argument is a knob or a gin
+    binding, so that is the user's to fix and becomes a one-line UserError."""
     check_derived(cls.__name__, **derived)
-    return cls(**{parameter: value for parameter, (value, _) in derived.items()})
+    try:
+        return cls(**{parameter: value for parameter, (value, _) in derived.items()})
+    except ValueError as err:
+        raise UserError(f"bad {cls.__name__} configuration: {first_line(err)}") from None

@@ -136,6 +136,16 @@ def test_a_decoder_width_disagreeing_with_the_encoder_stops_with_one_line(tiny_w
     assert "VCT_Decoder.dim = 32" in err[0] and "VCT_Encoder.latent_dim" in err[0] and "(here 16)" in err[0]
 
 
+@pytest.mark.parametrize("binding, message", [
+    ("VCT_Encoder.centre_concepts = 'yes'", "bad VCT_Encoder configuration: VCT_Encoder.centre_concepts = 'yes'"),
+    ("VCT_Decoder.activation_checkpointing = 2", "bad VCT_Decoder configuration: VCT_Decoder.activation_checkpointing = 2"),
+])
+def test_a_value_the_model_refuses_stops_with_one_line(tiny_world, tmp_path, capsys, binding, message):
+    code, err = run_vq(tiny_world, tmp_path, capsys, "--gin_bindings", binding)
+    assert code == 2 and len(err) == 1, err
+    assert message in err[0]
+
+
 def test_an_agreeing_binding_is_accepted_and_a_disagreeing_one_is_not(tiny_world):
     from training.cli import load_gin
     load_gin([tiny_world["config"]], ["VCT_Encoder.z_index_dim = 4"])
