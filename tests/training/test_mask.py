@@ -175,3 +175,11 @@ def test_soft_retokens_leave_the_mask_settings_input_tokens_quantised(scene_worl
     torch.testing.assert_close(targets, images)
     soft = objective.tokenizer.retokenize(images)
     assert soft.shape == quantised.shape and not torch.allclose(soft, quantised)
+
+
+def test_the_focal_code_loss_is_refused_as_the_mask_setting_reconstructs_pixels(scene_world, tmp_path, capsys):
+    code, err = run_in_process(mask_main, ["--config", scene_world["config"], "--max_steps", 1, "--device", "cpu",
+                                           "--out", tmp_path / "run", "--gin_bindings",
+                                           "get_args.recon_focal_gamma = 1.5"], capsys)
+    assert code == 2 and len(err) == 1 and "get_args.recon_focal_gamma = 1.5" in err[0] and "MSE" in err[0], err
+    assert not (tmp_path / "run" / "checkpoints").exists()

@@ -42,6 +42,7 @@ def test_warm_up_then_cosine_by_hand():
                                                ("dis_start_step = -1", "dis_start_step"),
                                                ("concept_similarity_weight = -1.0", "concept_similarity_weight"),
                                                ("concept_axis_weight = -1.0", "concept_axis_weight"),
+                                               ("recon_focal_gamma = -1.0", "recon_focal_gamma"),
                                                ("concept_similarity_weight = False", "concept_similarity_weight")])
 def test_bad_recipe_values_are_one_line(binding, fragment):
     field, value = (part.strip() for part in binding.split("="))
@@ -141,3 +142,33 @@ def test_a_start_step_at_or_after_the_last_step_is_refused(tiny_world, tmp_path,
     assert code == 2 and len(err) == 1, err
     assert "get_args.dis_start_step = 4" in err[0] and "(4)" in err[0] and "--wo_dis_loss" in err[0]
     assert not (tmp_path / "r" / "checkpoints").exists()  # refused before anything was trained
+
+
+def test_focal_reconstruction_loss_by_hand():
+    from training.tokenizers.vq import VQTokenizer
+    from models.vqvae import VQ_CVAE
+    # two images of two tokens, three codes: p(target) = 0.5, 0.9, 0.2, 0.7
+    probs = torch.tensor([[[0.5, 0.25, 0.25], [0.05, 0.9, 0.05]],
+                          [[0.4, 0.4, 0.2], [0.1, 0.2, 0.7]]], dtype=torch.float64)
+    targets = torch.tensor([[0, 1], [2, 2]])
+    logits = probs.log().requires_grad_(True)
+    vqvae = VQ_CVAE(d=4, k=3)
+    assert VQTokenizer(vqvae).reconstruction_loss(logits, targets).item() == pytest.approx(
+        -math.log(0.5 * 0.9 * 0.2 * 0.7) / 4)  # gamma 0: the published mean CE
+    p = [0.5, 0.9, 0.2, 0.7]
+    weights = [(1 - q) ** 2 for q in p]
+    expected = sum(w * -math.log(q) for w, q in zip(weights, p)) / sum(weights)
+    loss = VQTokenizer(vqvae, focal_gamma=2.0).reconstruction_loss(logits, targets)
+    assert loss.item() == pytest.approx(expected)
+    assert expected > -math.log(0.5 * 0.9 * 0.2 * 0.7) / 4  # the poorly predicted tokens weigh more
+    # the weights are constants: the gradient is the weighted mean of the per-token CE gradients
+    loss.backward()
+    token_grad = (probs - torch.nn.functional.one_hot(targets, 3)) * torch.tensor(weights).view(2, 2, 1)
+    torch.testing.assert_close(logits.grad, token_grad / sum(weights))
+
+
+def test_focal_gamma_reaches_the_vq_tokenizer(tiny_world, one_cpu_thread):
+    objective, _ = build_setting("vq", tiny_world["config"], ["get_args.recon_focal_gamma = 1.5"])
+    assert objective.tokenizer.focal_gamma == 1.5
+    published, _ = build_setting("vq", tiny_world["config"])
+    assert published.tokenizer.focal_gamma == 0.0

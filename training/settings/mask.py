@@ -1,5 +1,6 @@
 """The scene-decomposition setting (main_vct_mask.py); its mask decoder tokenizer, objective
 and held-out scenes: training/tokenizers/mask.py."""
+from training.errors import UserError
 from training.setting import Setting, register_setting
 
 
@@ -20,6 +21,9 @@ class MaskSetting(Setting):
         from training.tokenizers.vq import concept_encoder, vq_tokenizer
         cfg = ctx.cfg
         self.scenes, self.split = checked_heldout_scenes(ctx)
+        if cfg.recon_focal_gamma:
+            raise UserError(f"get_args.recon_focal_gamma = {cfg.recon_focal_gamma!r}: it weights the VQ code "
+                            f"cross-entropy, and the mask setting reconstructs pixels (MSE)")
         vq = vq_tokenizer(ctx)
         tokenizer = MaskTokenizer(vq.vqvae, vq.soft_retokens)
         encoder = concept_encoder(cfg.concepts_num, "get_args.concepts_num", tokenizer.token_dim, "get_args.hidden")

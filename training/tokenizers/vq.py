@@ -45,11 +45,13 @@ class VQTokenizer(nn.Module):
     the reconstruction targets are their code indices (B, N). ``soft_retokens`` (a recipe
     option, ``get_args.dis_soft_retokens``; published False): the disentangling loss re-tokenises
     detokenised images to the encoder's unquantised vectors, so that a swap whose images
-    quantise to the same codes still moves the re-encoded concepts."""
+    quantise to the same codes still moves the re-encoded concepts. ``focal_gamma`` (a recipe
+    option, ``get_args.recon_focal_gamma``; published 0): see ``reconstruction_loss``."""
 
-    def __init__(self, vqvae, soft_retokens=False):
+    def __init__(self, vqvae, soft_retokens=False, focal_gamma=0.0):
         super().__init__()
         self.soft_retokens = soft_retokens
+        self.focal_gamma = focal_gamma
         self.vqvae = vqvae.eval()
         self.vqvae.requires_grad_(False)
 
@@ -70,7 +72,20 @@ class VQTokenizer(nn.Module):
         return self.vqvae.tokenize(images)
 
     def reconstruction_loss(self, logits, targets):
-        return F.cross_entropy(at_least_float32(logits).transpose(1, 2), targets)
+        """Cross-entropy of the decoder's code logits (B, N, k) against the codes (B, N), the
+        published loss when ``focal_gamma`` is 0. Otherwise a weighted mean over the tokens
+        with the focal weights (1 - p)^gamma of each token's predicted probability p of its
+        code, held constant (no gradient through them): on a scene that is mostly constant
+        background, the few tokens that show the object, which the decoder gets wrong longest,
+        then weigh in the loss as they weigh in the factors rather than in the pixel count.
+        Dividing by the summed weights keeps the loss's scale that of a mean CE, so its balance
+        with the other loss terms stays as tuned."""
+        per_token = F.cross_entropy(at_least_float32(logits).transpose(1, 2), targets,
+                                    reduction="mean" if self.focal_gamma == 0 else "none")
+        if self.focal_gamma == 0:
+            return per_token
+        weight = (-per_token.detach()).exp().neg().add(1).pow(self.focal_gamma)
+        return (weight * per_token).sum() / weight.sum().clamp(min=1e-12)
 
     @torch.no_grad()
     @full_precision
@@ -152,7 +167,7 @@ def vq_tokenizer(ctx):
         vqvae = VQ_CVAE(d=cfg.hidden, k=cfg.k, num_channels=channels).to(ctx.device)
     else:
         vqvae = load_vqvae(cfg.vqvae_path, cfg.hidden, cfg.k, channels, ctx.device)
-    return VQTokenizer(vqvae, cfg.dis_soft_retokens)
+    return VQTokenizer(vqvae, cfg.dis_soft_retokens, cfg.recon_focal_gamma)
 
 
 def concept_encoder(concepts, concepts_knob, token_dim, token_knob):
