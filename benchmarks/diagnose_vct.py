@@ -10,7 +10,9 @@ For each kept step checkpoint of a VQ or CLIP run, on the same fixed images:
   swapped image is identical to the original's: no signal), and the mean share of the
   normalised distance that lands at c, and the concepts whose re-encoding moves at least half
   as much as c's own (copies of c's factor, which the loss cannot tell apart; for a nearly
-  empty c, most concepts, since its swaps change little but the Gumbel draw);
+  empty c, most concepts, since its swaps change little but the Gumbel draw); and the
+  re-encoded distance at c that the swap makes next to the one two independent Gumbel draws
+  of the same, unswapped decoder output make (the noise floor the loss's signal must clear);
 - how many distinct codes the decoder's most likely tokens use, next to the tokenizer's own;
 - the run's metrics at that step, when it evaluated then.
 Keep more checkpoints for a finer curve: ``--gin_bindings "get_args.keep_checkpoints = 20"``.
@@ -55,14 +57,19 @@ def loss_gradients(objective, images, seed):
 @torch.no_grad()
 def per_concept_swaps(objective, images, seed):
     """Per concept: swap accuracy, unseen-swap share, mean normalised distance at the concept."""
-    from training.losses import sample_swaps, swap_concepts
+    from training.losses import map_outputs, sample_swaps, swap_concepts
     tokenizer, encoder, decoder = objective.tokenizer, objective.encoder, objective.decoder
     concepts = encoder(tokenizer.tokenize(images)[0])
     batch, num_concepts, _ = concepts.shape
     generator = torch.Generator(device=images.device).manual_seed(seed)
     _, partner = sample_swaps(batch, num_concepts, generator, images.device)  # every concept swapped below
     rows = torch.arange(batch, device=images.device)
-    result = {"swap_accuracy": [], "swaps_unseen": [], "distance_share": [], "moves_with": []}
+    result = {"swap_accuracy": [], "swaps_unseen": [], "distance_share": [], "moves_with": [],
+              "swap_distance": [], "draw_noise": []}
+    decoded = decoder(concepts)
+    redrawn = encoder(tokenizer.retokenize(tokenizer.detokenize(map_outputs(lambda x: torch.cat([x, x]), decoded),
+                                                                generator)))
+    draw_noise = (redrawn[:batch] - redrawn[batch:]).float().norm(dim=-1).mean(dim=0)  # (C,)
     for c in range(num_concepts):
         concept = torch.full((batch,), c, device=images.device)
         swapped = swap_concepts(concepts, concept, partner)
@@ -75,6 +82,8 @@ def per_concept_swaps(objective, images, seed):
         result["swap_accuracy"].append(float(hits.float().mean()) if hits.numel() else float("nan"))
         result["swaps_unseen"].append(float((~seen).float().mean()))
         result["distance_share"].append(float(share.mean()))
+        result["swap_distance"].append(float(raw[:, c].mean()))
+        result["draw_noise"].append(float(draw_noise[c]))
         mean = raw.mean(dim=0)
         result["moves_with"].append([[j, round(float(mean[j] / mean[c]), 2)] for j in mean.argsort(descending=True).tolist()
                                      if j != c and mean[j] >= 0.5 * mean[c] > 0])
@@ -128,6 +137,8 @@ def print_table(rows):
     last = rows[-1]["per_concept"]
     print("per concept at the last checkpoint (swap accuracy / unseen):",
           " ".join(f"c{j} {a:.2f}/{u:.2f}" for j, (a, u) in enumerate(zip(last["swap_accuracy"], last["swaps_unseen"]))))
+    print("re-encoded distance at the concept, its swap / two Gumbel draws without a swap:",
+          " ".join(f"c{j} {d:.2f}/{n:.2f}" for j, (d, n) in enumerate(zip(last["swap_distance"], last["draw_noise"]))))
     copies = [f"c{c}: " + ", ".join(f"c{j} {ratio:.2f}" for j, ratio in others[:3]) + (" ..." if len(others) > 3 else "")
               for c, others in enumerate(last["moves_with"]) if others]
     print("re-encoded with the swapped concept, at >= half its own distance:", "; ".join(copies) or "none")
