@@ -49,7 +49,6 @@ class RunConfig:
     dis_soft_retokens: bool = False       # it re-tokenises to unquantised VQ-VAE vectors (published: quantised)
     concept_similarity_weight: float = 0.0  # weight of a penalty on copies across concepts (published: none)
     concept_axis_weight: float = 0.0      # weight of a penalty on concepts varying off one axis (published: none)
-    dis_paired_noise: bool = False        # one Gumbel draw for both sides of a swap (published: two)
     recon_focal_gamma: float = 0.0        # reconstruction CE weighted towards poorly predicted tokens (published: 0)
     lr_schedule: str = "constant"         # 'constant' (published) or 'cosine' (decay to 0 at the end)
     lr_warmup_steps: int = 0              # linear warm-up from lr / steps (published: none)
@@ -113,7 +112,6 @@ class RunConfig:
                  ("recon_focal_gamma", non_negative_number(self.recon_focal_gamma), "a finite number >= 0"),
                  ("dis_loss", isinstance(self.dis_loss, bool), "True or False"),
                  ("dis_soft_retokens", isinstance(self.dis_soft_retokens, bool), "True or False"),
-                 ("dis_paired_noise", isinstance(self.dis_paired_noise, bool), "True or False"),
                  ("evaluate_at_end", isinstance(self.evaluate_at_end, bool), "True or False"),
                  ("train_vqvae_if_missing", isinstance(self.train_vqvae_if_missing, bool), "True or False")]
         problems = [(name, why) for name, ok, why in rules if not ok]

@@ -63,7 +63,7 @@ def concept_disentangling_loss(encoder, decoder, tokenizer, concepts, generator=
         else:
             both = map_outputs(lambda org, swap: torch.cat([org.detach()[keep], swap]),
                                 decoded, decoder(swapped[keep]))
-        images = tokenizer.detokenize(both, generator, pairs=True)
+        images = tokenizer.detokenize(both, generator)
     retokenised = encoder(tokenizer.retokenize(images))
     c_org, c_swap = retokenised[:kept], retokenised[kept:]
     raw = at_least_float32(c_org - c_swap).norm(dim=-1)  # (kept, C)

@@ -117,7 +117,7 @@ def test_without_the_shift_prediction_loss_there_is_nothing_to_train(gan_config,
 @pytest.mark.parametrize("binding", ["get_args.dis_weight = 2.0", "get_args.dis_start_step = 10",
                                      "get_args.dis_soft_retokens = True",
                                      "get_args.concept_similarity_weight = 0.5",
-                                     "get_args.recon_focal_gamma = 2.0", "get_args.dis_paired_noise = True"])
+                                     "get_args.recon_focal_gamma = 2.0"])
 def test_concept_swap_options_are_refused_not_ignored(gan_config, tmp_path, capsys, binding):
     code, err = run_in_process(entry("gan"), ["--config", gan_config, "--out", tmp_path / "r", "--device", "cpu",
                                               "--gin_bindings", binding], capsys)

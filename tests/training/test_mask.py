@@ -183,10 +183,3 @@ def test_the_focal_code_loss_is_refused_as_the_mask_setting_reconstructs_pixels(
                                            "get_args.recon_focal_gamma = 1.5"], capsys)
     assert code == 2 and len(err) == 1 and "get_args.recon_focal_gamma = 1.5" in err[0] and "MSE" in err[0], err
     assert not (tmp_path / "run" / "checkpoints").exists()
-
-
-def test_paired_noise_is_refused_as_the_mask_decoder_samples_nothing(scene_world, tmp_path, capsys):
-    code, err = run_in_process(mask_main, ["--config", scene_world["config"], "--max_steps", 1, "--device", "cpu",
-                                           "--out", tmp_path / "run", "--gin_bindings",
-                                           "get_args.dis_paired_noise = True"], capsys)
-    assert code == 2 and len(err) == 1 and "get_args.dis_paired_noise = True" in err[0], err

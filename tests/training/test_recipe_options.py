@@ -172,30 +172,3 @@ def test_focal_gamma_reaches_the_vq_tokenizer(tiny_world, one_cpu_thread):
     assert objective.tokenizer.focal_gamma == 1.5
     published, _ = build_setting("vq", tiny_world["config"])
     assert published.tokenizer.focal_gamma == 0.0
-
-
-def test_paired_noise_gives_both_sides_of_a_swap_the_same_gumbel_draw():
-    from training.tokenizers.vq import gumbel_argmax
-    # uncertain logits: four equally likely codes, so two independent draws rarely agree everywhere
-    logits = torch.zeros(6, 16, 4)
-    codes = gumbel_argmax(logits, torch.Generator().manual_seed(0), halves_share_noise=True)
-    assert torch.equal(codes[:3], codes[3:])
-    independent = gumbel_argmax(logits, torch.Generator().manual_seed(0))
-    assert not torch.equal(independent[:3], independent[3:])
-    # one half's noise is the first draw of the published sampler's stream
-    torch.testing.assert_close(codes[:3], gumbel_argmax(logits[:3], torch.Generator().manual_seed(0)))
-    with pytest.raises(ValueError, match="even batch"):
-        gumbel_argmax(logits[:5], halves_share_noise=True)
-
-
-def test_paired_noise_reaches_the_disentangling_loss_only(tiny_world, one_cpu_thread):
-    objective, ctx = build_setting("vq", tiny_world["config"], ["get_args.dis_paired_noise = True"])
-    tokenizer = objective.tokenizer
-    assert tokenizer.paired_noise
-    logits = torch.zeros(4, tokenizer.vqvae.k).expand(2, 4, -1).contiguous()  # two images of 4 tokens
-    logits = torch.cat([logits, logits])
-    paired = tokenizer.detokenize(logits, torch.Generator().manual_seed(1), pairs=True)
-    torch.testing.assert_close(paired[:2], paired[2:])
-    alone = tokenizer.detokenize(logits, torch.Generator().manual_seed(1))  # not a swap batch: published draw
-    assert not torch.allclose(alone[:2], alone[2:])
-    assert not build_setting("vq", tiny_world["config"])[0].tokenizer.paired_noise

@@ -33,7 +33,7 @@ class PooledPixels(torch.nn.Module):
         return F.mse_loss(output, targets)
 
     @torch.no_grad()
-    def detokenize(self, output, generator=None, pairs=False):
+    def detokenize(self, output, generator=None):
         cells = output.transpose(1, 2).unflatten(2, (GRID, GRID))
         return F.interpolate(cells, scale_factor=8, mode="nearest")
 

@@ -24,9 +24,6 @@ class MaskSetting(Setting):
         if cfg.recon_focal_gamma:
             raise UserError(f"get_args.recon_focal_gamma = {cfg.recon_focal_gamma!r}: it weights the VQ code "
                             f"cross-entropy, and the mask setting reconstructs pixels (MSE)")
-        if cfg.dis_paired_noise:
-            raise UserError("get_args.dis_paired_noise = True: the mask decoder's images are not sampled, "
-                            "so there is no noise to pair")
         vq = vq_tokenizer(ctx)
         tokenizer = MaskTokenizer(vq.vqvae, vq.soft_retokens)
         encoder = concept_encoder(cfg.concepts_num, "get_args.concepts_num", tokenizer.token_dim, "get_args.hidden")

@@ -64,8 +64,8 @@ class CLIPTokenizer(nn.Module):
     def reconstruction_loss(self, logits, targets):
         return self.vq.reconstruction_loss(logits, targets)
 
-    def detokenize(self, logits, generator=None, pairs=False):
-        return self.vq.detokenize(logits, generator, pairs)
+    def detokenize(self, logits, generator=None):
+        return self.vq.detokenize(logits, generator)
 
     def codes_to_images(self, codes):
         return self.vq.codes_to_images(codes)

@@ -211,7 +211,7 @@ class GANObjective(nn.Module):
 # get_args fields of the VCT objective's loss terms beyond reconstruction, which the GAN objective
 # does not have (their defaults are RunConfig's)
 VCT_LOSS_OPTIONS = ("dis_weight", "dis_start_step", "swap_min_change", "dis_soft_retokens",
-                    "concept_similarity_weight", "concept_axis_weight", "recon_focal_gamma", "dis_paired_noise")
+                    "concept_similarity_weight", "concept_axis_weight", "recon_focal_gamma")
 
 
 def gan_objective(ctx, gan, kind):

@@ -37,7 +37,7 @@ class MaskTokenizer(VQTokenizer):
         return F.mse_loss(at_least_float32(output.image), at_least_float32(images))
 
     @torch.no_grad()
-    def detokenize(self, output, generator=None, pairs=False):
+    def detokenize(self, output, generator=None):
         return output.image
 
 

@@ -4,9 +4,8 @@ the codes, and the disentangling loss detokenises through a hard Gumbel sample o
 
 A tokenizer, as the objective and the disentangling loss see it, has
 ``tokenize(images, indices=None)`` -> (image tokens, reconstruction targets),
-``reconstruction_loss(decoder_output, targets)``, ``detokenize(decoder_output, generator, pairs=False)`` ->
-images (always without gradient; ``pairs``: the batch's two halves are the two sides of the same
-swaps), ``retokenize(images)`` -> image tokens (called with gradient
+``reconstruction_loss(decoder_output, targets)``, ``detokenize(decoder_output, generator)`` ->
+images (always without gradient), ``retokenize(images)`` -> image tokens (called with gradient
 enabled, so a trainable tokenizer part trains there; a frozen one wraps it in no_grad) and
 ``model_state()`` / ``load_model_state(checkpoint, load)`` for its trainable parts. The mask and
 CLIP tokenizers implement the same methods.
@@ -32,18 +31,10 @@ from training.setting import Evaluation, build_derived
 from training.visualize import reconstruction_grid, swap_grid
 
 
-def gumbel_argmax(logits, generator=None, halves_share_noise=False):
+def gumbel_argmax(logits, generator=None):
     """Index of a hard Gumbel-softmax sample: argmax(logits + Gumbel noise). (The temperature
-    does not change a hard sample's value, and no gradient is taken here.) With
-    ``halves_share_noise`` the second half of the batch gets the first half's noise."""
-    shape = logits.shape
-    if halves_share_noise:
-        if shape[0] % 2:
-            raise ValueError(f"halves_share_noise needs an even batch, got {shape[0]}")
-        shape = (shape[0] // 2, *shape[1:])
-    uniform = torch.rand(shape, generator=generator, device=logits.device, dtype=torch.float32)
-    if halves_share_noise:
-        uniform = uniform.repeat(2, *([1] * (len(shape) - 1)))
+    does not change a hard sample's value, and no gradient is taken here.)"""
+    uniform = torch.rand(logits.shape, generator=generator, device=logits.device, dtype=torch.float32)
     exponential = -torch.log(uniform.clamp_(min=1e-20))
     gumbel = -torch.log(exponential.clamp_(min=1e-20))
     return (logits.float() + gumbel).argmax(dim=-1)
@@ -55,17 +46,12 @@ class VQTokenizer(nn.Module):
     option, ``get_args.dis_soft_retokens``; published False): the disentangling loss re-tokenises
     detokenised images to the encoder's unquantised vectors, so that a swap whose images
     quantise to the same codes still moves the re-encoded concepts. ``focal_gamma`` (a recipe
-    option, ``get_args.recon_focal_gamma``; published 0): see ``reconstruction_loss``.
-    ``paired_noise`` (a recipe option, ``get_args.dis_paired_noise``; published False): the
-    disentangling loss's original and swapped sets are detokenised with the same Gumbel noise,
-    so that their re-encodings differ by what the swap changed and not by two independent
-    draws of every uncertain token."""
+    option, ``get_args.recon_focal_gamma``; published 0): see ``reconstruction_loss``."""
 
-    def __init__(self, vqvae, soft_retokens=False, focal_gamma=0.0, paired_noise=False):
+    def __init__(self, vqvae, soft_retokens=False, focal_gamma=0.0):
         super().__init__()
         self.soft_retokens = soft_retokens
         self.focal_gamma = focal_gamma
-        self.paired_noise = paired_noise
         self.vqvae = vqvae.eval()
         self.vqvae.requires_grad_(False)
 
@@ -103,10 +89,9 @@ class VQTokenizer(nn.Module):
 
     @torch.no_grad()
     @full_precision
-    def detokenize(self, logits, generator=None, pairs=False):
-        """Decoder logits (B, N, k) -> images, through a hard Gumbel sample of the codes.
-        ``pairs``: the batch's halves are the two sides of the same swaps (``paired_noise``)."""
-        codes = gumbel_argmax(logits, generator, halves_share_noise=pairs and self.paired_noise)
+    def detokenize(self, logits, generator=None):
+        """Decoder logits (B, N, k) -> images, through a hard Gumbel sample of the codes."""
+        codes = gumbel_argmax(logits, generator)
         return self.codes_to_images(codes)
 
     @torch.no_grad()
@@ -182,7 +167,7 @@ def vq_tokenizer(ctx):
         vqvae = VQ_CVAE(d=cfg.hidden, k=cfg.k, num_channels=channels).to(ctx.device)
     else:
         vqvae = load_vqvae(cfg.vqvae_path, cfg.hidden, cfg.k, channels, ctx.device)
-    return VQTokenizer(vqvae, cfg.dis_soft_retokens, cfg.recon_focal_gamma, cfg.dis_paired_noise)
+    return VQTokenizer(vqvae, cfg.dis_soft_retokens, cfg.recon_focal_gamma)
 
 
 def concept_encoder(concepts, concepts_knob, token_dim, token_knob):
