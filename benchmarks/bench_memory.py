@@ -60,8 +60,6 @@ POLICIES = {
     # (encoder, decoder) recomputation: whole blocks in one of them only, element-wise in the other
     "keep_decoder_blocks": (True, ("auto", True), "keep", 8),
     "keep_encoder_blocks": (True, (True, "auto"), "keep", 8),
-    "reuse": (True, "auto", "reuse", 8),
-    "reuse_encoder_blocks": (True, (True, "auto"), "reuse", 8),
 }
 
 

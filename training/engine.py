@@ -60,7 +60,7 @@ def limit_cpu_heap_growth(enabled="auto", mmap_threshold_mb=8, auto_from_free_mb
     heap is never trimmed, so each step reuses the memory the last one freed instead of
     faulting in freshly zeroed pages (faster; the heap's fragmentation raises the peak RSS).
     No effect with other C libraries or platforms. Returns the CPUHeap the engine consults."""
-    if enabled not in (True, False, "auto", "keep", "reuse"):
+    if enabled not in (True, False, "auto", "keep"):
         raise UserError(f"limit_cpu_heap_growth.enabled = {enabled!r}: one of True, False, 'auto' or 'keep'")
     return CPUHeap(enabled, mmap_threshold_mb, auto_from_free_mb)
 
@@ -104,10 +104,6 @@ class CPUHeap:
             M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4
             self.libc.mallopt(M_MMAP_MAX, 0)
             self.libc.mallopt(M_TRIM_THRESHOLD, 2**31 - 1)  # the largest value mallopt takes
-        elif self.enabled == "reuse":
-            M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4
-            self.libc.mallopt(M_MMAP_MAX, 0)
-            self.libc.mallopt(M_TRIM_THRESHOLD, 2**31 - 1)
         elif self.enabled == "auto" and not hasattr(self.libc, "mallinfo2"):
             self.enabled = False  # cannot see the heap's free bytes: leave it alone
 
@@ -122,9 +118,6 @@ class CPUHeap:
 
     def between_stages(self):
         if self.enabled in (False, "keep"):
-            return
-        if self.enabled == "reuse":
-            self.libc.malloc_trim(0)
             return
         if self.enabled == "auto" and self.free_bytes() < self.auto_from:
             return
