@@ -72,19 +72,17 @@ class VQTokenizer(nn.Module):
         return self.vqvae.tokenize(images)
 
     def reconstruction_loss(self, logits, targets):
-        """Cross-entropy of the decoder's code logits (B, N, k) against the codes (B, N), the
-        published loss when ``focal_gamma`` is 0. Otherwise a weighted mean over the tokens
-        with the focal weights (1 - p)^gamma of each token's predicted probability p of its
-        code, held constant (no gradient through them): on a scene that is mostly constant
-        background, the few tokens that show the object, which the decoder gets wrong longest,
-        then weigh in the loss as they weigh in the factors rather than in the pixel count.
-        Dividing by the summed weights keeps the loss's scale that of a mean CE, so its balance
+        """Cross-entropy of the decoder's code logits (B, N, k) against the codes (B, N): the
+        published mean when ``focal_gamma`` is 0. Otherwise the mean weighted by (1 - p)^gamma,
+        p each token's predicted probability of its code, the weights held constant. The few
+        tokens that show a small object, which the decoder gets wrong longest, then outweigh
+        the background; dividing by the summed weights keeps a mean's scale, so the balance
         with the other loss terms stays as tuned."""
-        per_token = F.cross_entropy(at_least_float32(logits).transpose(1, 2), targets,
-                                    reduction="mean" if self.focal_gamma == 0 else "none")
+        logits = at_least_float32(logits).transpose(1, 2)
         if self.focal_gamma == 0:
-            return per_token
-        weight = (-per_token.detach()).exp().neg().add(1).pow(self.focal_gamma)
+            return F.cross_entropy(logits, targets)
+        per_token = F.cross_entropy(logits, targets, reduction="none")
+        weight = (1 - torch.exp(-per_token.detach())) ** self.focal_gamma
         return (weight * per_token).sum() / weight.sum().clamp(min=1e-12)
 
     @torch.no_grad()
