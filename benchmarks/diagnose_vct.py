@@ -66,9 +66,10 @@ def per_concept_swaps(objective, images, seed):
     rows = torch.arange(batch, device=images.device)
     result = {"swap_accuracy": [], "swaps_unseen": [], "distance_share": [], "moves_with": [],
               "swap_distance": [], "draw_noise": []}
-    decoded = decoder(concepts)
-    redrawn = encoder(tokenizer.retokenize(tokenizer.detokenize(map_outputs(lambda x: torch.cat([x, x]), decoded),
-                                                                generator)))
+    # its own generator, so the swaps below draw the same noise as before this measure existed
+    noise_generator = torch.Generator(device=images.device).manual_seed(seed + 1)
+    twice = map_outputs(lambda x: torch.cat([x, x]), decoder(concepts))
+    redrawn = encoder(tokenizer.retokenize(tokenizer.detokenize(twice, noise_generator)))
     draw_noise = (redrawn[:batch] - redrawn[batch:]).float().norm(dim=-1).mean(dim=0)  # (C,)
     for c in range(num_concepts):
         concept = torch.full((batch,), c, device=images.device)
