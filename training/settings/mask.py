@@ -20,10 +20,10 @@ class MaskSetting(Setting):
         from training.tokenizers.mask import MaskTokenizer, MaskVCTObjective, checked_heldout_scenes, mask_decoder
         from training.tokenizers.vq import concept_encoder, vq_tokenizer
         cfg = ctx.cfg
-        self.scenes, self.split = checked_heldout_scenes(ctx)
         if cfg.recon_focal_gamma:
             raise UserError(f"get_args.recon_focal_gamma = {cfg.recon_focal_gamma!r}: it weights the VQ code "
                             f"cross-entropy, and the mask setting reconstructs pixels (MSE)")
+        self.scenes, self.split = checked_heldout_scenes(ctx)
         vq = vq_tokenizer(ctx)
         tokenizer = MaskTokenizer(vq.vqvae, vq.soft_retokens)
         encoder = concept_encoder(cfg.concepts_num, "get_args.concepts_num", tokenizer.token_dim, "get_args.hidden")
